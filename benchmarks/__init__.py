@@ -1,0 +1,1 @@
+"""Flotilla benchmarks: load generator, trace loaders, engine and serving benchmarks."""

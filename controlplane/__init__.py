@@ -1,0 +1,1 @@
+"""Flotilla control plane: gateway, scheduling framework, controller, runtimes."""

@@ -1,0 +1,1 @@
+"""Flotilla engine instances: the paged-KV torch engine and its Ray actor."""

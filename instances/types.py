@@ -1,0 +1,125 @@
+"""Typed boundary objects of an engine instance.
+
+These are the only objects that cross the engine's edge: the gateway builds an `EngineRequest`,
+the engine answers each `step()` with a `StepOutput` of per-request deltas, and the control plane
+reads `InstanceStats`. All are plain dataclasses so they pickle cheaply through Ray.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class FinishReason(str, enum.Enum):
+    """Why a request stopped producing tokens (the OpenAI `finish_reason` values plus ours)."""
+
+    STOP = "stop"  # EOS, a stop token id or a stop string
+    LENGTH = "length"  # max_tokens or the model's context reached
+    ABORT = "abort"  # aborted by the client or the control plane
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request sampling settings, validated by `validate()`.
+
+    `temperature == 0` means greedy. `top_k <= 0` disables top-k; `top_p == 1` disables top-p.
+    `seed` makes sampling reproducible per request, independent of batch composition.
+    `logprobs` is the number of top alternatives to report per token (None: no logprobs).
+    """
+
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    logprobs: int | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def validate(self) -> None:
+        """Raise ValueError with a user-facing message when a field is out of range."""
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
+        if self.logprobs is not None and not 0 <= self.logprobs <= 20:
+            raise ValueError(f"logprobs must be between 0 and 20, got {self.logprobs}")
+
+
+@dataclass
+class EngineRequest:
+    """A tokenized request as admitted by an engine.
+
+    `priority`: lower values are served first (vLLM's convention); ties go to earlier `arrival_time`.
+    `arrival_time` is in the engine clock's seconds and is only compared, never read as wall time.
+    """
+
+    request_id: str
+    prompt_token_ids: list[int]
+    sampling: SamplingParams
+    arrival_time: float = 0.0
+    priority: int = 0
+    eos_token_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class TokenLogprob:
+    """Log-probability of a sampled token and of the `top` alternatives (token id -> logprob)."""
+
+    token_id: int
+    logprob: float
+    top: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class RequestDelta:
+    """What one engine step produced for one request.
+
+    `first_index` is the index (0-based, among output tokens) of `token_ids[0]`, so a consumer can drop
+    duplicates and detect gaps. `finish_reason` is set on the request's last delta only.
+    """
+
+    request_id: str
+    first_index: int
+    token_ids: list[int]
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: FinishReason | None = None
+    num_prompt_tokens: int = 0
+    num_cached_tokens: int = 0
+
+
+@dataclass
+class StepOutput:
+    """The result of one `Engine.step()`: deltas of requests that progressed, ids of freed requests."""
+
+    deltas: list[RequestDelta]
+    num_scheduled_tokens: int = 0
+    num_preempted: int = 0
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    """Snapshot of an instance, the only thing the control plane reads from it."""
+
+    instance_id: str
+    running: int
+    waiting: int
+    free_blocks: int
+    total_blocks: int
+    block_size: int
+    tokens_in_flight: int  # prompt + generated tokens of running and waiting requests
+    queued_prompt_tokens: int  # prompt tokens not yet computed (waiting and partially prefilled)
+    last_step_time_s: float
+    steps: int
+    preemptions: int
+    healthy: bool = True

@@ -1,0 +1,1 @@
+"""Flotilla KV cache store: block keys, tiers and the global block index."""

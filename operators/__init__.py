@@ -1,0 +1,1 @@
+"""Flotilla Kubernetes operator (kopf)."""
