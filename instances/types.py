@@ -123,3 +123,23 @@ class InstanceStats:
     steps: int
     preemptions: int
     healthy: bool = True
+
+
+@dataclass
+class GenerationChunk:
+    """What an instance streams to the gateway for one request after one engine step.
+
+    Like `RequestDelta` plus the detokenized `text` of these tokens (stop strings already applied:
+    text past a stop string is cut, and text that may begin a stop string is held back until it
+    can be decided). `first_index` numbers output tokens from 0 so the consumer can drop duplicates
+    and detect gaps.
+    """
+
+    request_id: str
+    first_index: int
+    token_ids: list[int]
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: FinishReason | None = None
+    num_prompt_tokens: int = 0
+    num_cached_tokens: int = 0

@@ -1,0 +1,45 @@
+"""Inputs and outputs of the scheduling framework: immutable views, never live objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+InstanceId = str
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """What the scheduler knows of one instance at decision time (from its last stats push)."""
+
+    instance_id: InstanceId
+    healthy: bool
+    running: int
+    waiting: int
+    free_blocks: int
+    total_blocks: int
+    block_size: int
+    tokens_in_flight: int
+    queued_prompt_tokens: int
+    role: str = "unified"
+    # requests the gateway has dispatched that the instance's last snapshot may not yet count
+    pending_requests: int = 0
+    pending_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What the scheduler knows of a request: sizes and routing hints, never the text."""
+
+    request_id: str
+    num_prompt_tokens: int
+    max_tokens: int
+    priority: int = 0
+    block_hashes: tuple[bytes, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An instance with its weighted total score (higher is better)."""
+
+    instance: InstanceView
+    score: float
