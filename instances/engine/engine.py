@@ -1,0 +1,116 @@
+"""One engine replica: the local scheduler plus an executor, stepped by its owner.
+
+`Engine` is synchronous and single-threaded; an actor or a simulator drives `step()`. It reads no
+wall clock itself: the clock used to time steps is injected.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from instances.engine.config import EngineConfig
+from instances.engine.executor import Executor
+from instances.engine.scheduler import LocalScheduler
+from instances.engine.sequence import Sequence
+from instances.types import EngineRequest, FinishReason, InstanceStats, RequestDelta, StepOutput
+
+
+class Engine:
+    """Continuous-batching engine over a paged KV cache."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        executor: Executor,
+        *,
+        instance_id: str = "engine-0",
+        eos_token_ids: tuple[int, ...] = (),
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.config = config
+        self.executor = executor
+        self.instance_id = instance_id
+        self.eos_token_ids = eos_token_ids
+        self.clock = clock
+        self.scheduler = LocalScheduler(config)
+        self._order = 0
+        self._steps = 0
+        self._last_step_time = 0.0
+        self._aborted: list[RequestDelta] = []
+
+    def add_request(self, req: EngineRequest) -> None:
+        """Queue a request. Raises ValueError (message for the user) if it can never run here."""
+        req.sampling.validate()
+        n = len(req.prompt_token_ids)
+        if n == 0:
+            raise ValueError("the prompt is empty")
+        if n >= self.config.max_model_len:
+            raise ValueError(
+                f"the prompt has {n} tokens but this engine's context is {self.config.max_model_len} "
+                "tokens (prompt plus at least one output token); shorten the prompt"
+            )
+        self._order += 1
+        self.scheduler.add(Sequence.from_request(req, self._order, self.eos_token_ids))
+
+    def abort(self, request_id: str) -> bool:
+        """Abort a request and free its blocks. True if it was here. Its final delta (finish
+        reason ABORT) comes out of the next `step()`."""
+        seq = self.scheduler.abort(request_id)
+        if seq is None:
+            return False
+        self._aborted.append(
+            RequestDelta(request_id, len(seq.output_token_ids), [], finish_reason=FinishReason.ABORT,
+                         num_prompt_tokens=seq.num_prompt_tokens, num_cached_tokens=seq.num_cached_tokens)
+        )
+        return True
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_work() or bool(self._aborted)
+
+    def step(self) -> StepOutput:
+        """Run one batch iteration and report what every progressed request produced."""
+        deltas, self._aborted = self._aborted, []
+        batch = self.scheduler.schedule()
+        if not batch:
+            return StepOutput(deltas=deltas, num_preempted=len(batch.preempted))
+        t0 = self.clock()
+        sampled = self.executor.execute(batch)
+        self._last_step_time = self.clock() - t0
+        self._steps += 1
+        self.scheduler.update(batch, sampled)
+        for item in batch.seqs:
+            if item.needs_sample:
+                deltas.append(self._delta(item.seq))
+        return StepOutput(deltas=deltas, num_scheduled_tokens=batch.num_tokens, num_preempted=len(batch.preempted))
+
+    def _delta(self, seq: Sequence) -> RequestDelta:
+        first = seq.num_emitted
+        seq.num_emitted = len(seq.output_token_ids)
+        return RequestDelta(
+            request_id=seq.request_id,
+            first_index=first,
+            token_ids=seq.output_token_ids[first:],
+            logprobs=seq.output_logprobs[first:] if seq.sampling.logprobs is not None else None,
+            finish_reason=seq.finish_reason,
+            num_prompt_tokens=seq.num_prompt_tokens,
+            num_cached_tokens=seq.num_cached_tokens,
+        )
+
+    def stats(self) -> InstanceStats:
+        s = self.scheduler
+        waiting = [item[1] for item in s.waiting]
+        return InstanceStats(
+            instance_id=self.instance_id,
+            running=len(s.running),
+            waiting=len(waiting),
+            free_blocks=s.blocks.num_free_blocks,
+            total_blocks=self.config.num_blocks,
+            block_size=self.config.block_size,
+            tokens_in_flight=sum(q.num_tokens for q in s.running) + sum(q.num_tokens for q in waiting),
+            queued_prompt_tokens=sum(q.num_tokens - q.num_computed_tokens for q in s.running if q.num_tokens - q.num_computed_tokens > 1)
+            + sum(q.num_tokens for q in waiting),
+            last_step_time_s=self._last_step_time,
+            steps=self._steps,
+            preemptions=s.num_preemptions,
+        )
