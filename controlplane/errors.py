@@ -1,0 +1,64 @@
+"""Flotilla's one error taxonomy.
+
+Every error a user can see is a `FlotillaError` carrying an HTTP status, an OpenAI-style `type`
+and a message that says what to do next. Retryable errors (the request may succeed if sent again)
+are `RetryableError`s; everything else is permanent. The API edge turns these into OpenAI error
+bodies; the CLI prints the message on one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class FlotillaError(Exception):
+    """Base of all user-facing errors."""
+
+    status_code: int = 500
+    error_type: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class RetryableError(FlotillaError):
+    """A transient failure: the same call may succeed later."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+
+class ConfigError(FlotillaError):
+    """The configuration (file, flags or environment) is invalid; raised at start-up."""
+
+    status_code = 400
+    error_type = "config_error"
+
+
+class InvalidRequest(FlotillaError):
+    """The request is malformed or a field is out of range."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ModelNotFound(FlotillaError):
+    """The request names a model this deployment does not serve."""
+
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class ModelLoadError(FlotillaError):
+    """Weights or tokenizer could not be loaded from the given name or path."""
+
+    status_code = 500
+    error_type = "model_load_error"
+
+
+class NoCapacity(RetryableError):
+    """No healthy instance can take the request now."""
+
+
+class InstanceUnavailable(RetryableError):
+    """The instance chosen for a request died or was removed."""
