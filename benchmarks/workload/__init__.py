@@ -1,0 +1,53 @@
+"""Workloads for benchmarks: trace loaders, arrival processes, transforms and prompt token ids.
+
+`build_workload(WorkloadSpec(...))` is the usual entry point; the pieces are exported for callers
+that compose their own workloads (the simulator, engine benchmarks).
+"""
+
+from benchmarks.workload.arrivals import arrival_times, with_arrivals
+from benchmarks.workload.loaders import (
+    Trace,
+    TraceFormatError,
+    load_azure_csv,
+    load_length_csv,
+    load_mooncake_jsonl,
+    load_trace_file,
+)
+from benchmarks.workload.request import MOONCAKE_BLOCK_TOKENS, TraceRequest
+from benchmarks.workload.sources import TRACE_FILES, load_trace, resolve_trace, shared_data_dir
+from benchmarks.workload.spec import WorkloadSpec, build_workload
+from benchmarks.workload.tokens import (
+    DEFAULT_VOCAB,
+    hash_block_token_ids,
+    prefix_token_ids,
+    prompt_token_ids,
+    random_token_ids,
+)
+from benchmarks.workload.transforms import head, scale_lengths, scale_rate
+
+__all__ = [
+    "DEFAULT_VOCAB",
+    "MOONCAKE_BLOCK_TOKENS",
+    "TRACE_FILES",
+    "Trace",
+    "TraceFormatError",
+    "TraceRequest",
+    "WorkloadSpec",
+    "arrival_times",
+    "build_workload",
+    "hash_block_token_ids",
+    "head",
+    "load_azure_csv",
+    "load_length_csv",
+    "load_mooncake_jsonl",
+    "load_trace",
+    "load_trace_file",
+    "prefix_token_ids",
+    "prompt_token_ids",
+    "random_token_ids",
+    "resolve_trace",
+    "scale_lengths",
+    "scale_rate",
+    "shared_data_dir",
+    "with_arrivals",
+]
