@@ -1,0 +1,230 @@
+"""Flotilla's configuration tree and its loader.
+
+Every section is a frozen pydantic model that forbids unknown keys. `load_config` deep-merges a YAML
+file onto the defaults, then dotted-key overrides onto that, and validates; any problem becomes one
+`ConfigError` whose message is a single line naming where (file or overrides), the key path and the
+problem, e.g. `config error in flotilla.yaml: engine.block_size: Input should be greater than 0`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from controlplane.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Section):
+    """Which model to serve. `served_name` is the name clients use (defaults to `name_or_path`);
+    `max_model_len` caps prompt + output tokens (defaults to the model's own limit)."""
+
+    name_or_path: str = "tiny-llama"
+    served_name: str | None = None
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    max_model_len: PositiveInt | None = None
+
+    @property
+    def served_model_name(self) -> str:
+        return self.served_name or self.name_or_path
+
+
+class EngineSection(_Section):
+    """Per-instance engine sizes; `num_blocks` is the KV pool size in blocks of `block_size` tokens."""
+
+    block_size: PositiveInt = 16
+    num_blocks: PositiveInt = 2048
+    max_num_batched_tokens: PositiveInt = 512
+    max_num_seqs: PositiveInt = 64
+    enable_prefix_caching: bool = True
+    seed: int = 0
+
+
+class ClusterSection(_Section):
+    """How many instances to run and on what runtime (`ray_address` None starts a local Ray)."""
+
+    instances: PositiveInt = 2
+    runtime: Literal["ray", "local"] = "ray"
+    ray_address: str | None = None
+    num_cpus_per_instance: PositiveFloat = 1.0
+
+
+class GatewaySection(_Section):
+    """Where the OpenAI-compatible gateway listens (port 0 picks a free port) and its profile."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    default_profile: str = "default"
+
+
+class ProfileConfig(_Section):
+    """A scheduling profile by plugin names: filters in order, scorer name -> weight, one picker."""
+
+    filters: tuple[str, ...] = ("healthy",)
+    scorers: dict[str, NonNegativeFloat] = Field(default_factory=dict)
+    picker: str = "power_of_two"
+
+
+def _default_profiles() -> dict[str, ProfileConfig]:
+    return {
+        "default": ProfileConfig(
+            filters=("healthy",), scorers={"load": 1.0, "free_kv": 0.5}, picker="power_of_two"
+        )
+    }
+
+
+class SchedulingSection(_Section):
+    """Named scheduling profiles. Through `load_config` a profile in the file or overrides is
+    merged key by key onto a built-in one of the same name (`default`), or added beside it."""
+
+    profiles: dict[str, ProfileConfig] = Field(default_factory=_default_profiles)
+
+
+class MetadataSection(_Section):
+    """Membership / desired-state store: in-memory for one process, or etcd at `endpoints`."""
+
+    backend: Literal["memory", "etcd"] = "memory"
+    endpoints: tuple[str, ...] = ()
+
+
+class FlotillaConfig(_Section):
+    """The whole configuration tree."""
+
+    model: ModelSection = Field(default_factory=ModelSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
+    cluster: ClusterSection = Field(default_factory=ClusterSection)
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    scheduling: SchedulingSection = Field(default_factory=SchedulingSection)
+    metadata: MetadataSection = Field(default_factory=MetadataSection)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> FlotillaConfig:
+        if self.gateway.default_profile not in self.scheduling.profiles:
+            raise PydanticCustomError(
+                "unknown_profile",
+                "gateway.default_profile: '{name}' is not a scheduling profile (configured: {known})",
+                {"name": self.gateway.default_profile, "known": ", ".join(sorted(self.scheduling.profiles))},
+            )
+        pool = self.engine.num_blocks * self.engine.block_size
+        if self.model.max_model_len is not None and self.model.max_model_len > pool:
+            raise PydanticCustomError(
+                "context_too_long",
+                "model.max_model_len: {n} exceeds the KV pool of {pool} tokens "
+                "(engine.num_blocks x engine.block_size)",
+                {"n": self.model.max_model_len, "pool": pool},
+            )
+        if self.metadata.backend == "etcd" and not self.metadata.endpoints:
+            raise PydanticCustomError(
+                "no_endpoints", "metadata.endpoints: the etcd backend needs at least one endpoint"
+            )
+        return self
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    """One line: the first problem as `dotted.path: message`, and how many more there are."""
+    problems = err.errors()
+    first = problems[0]
+    path = ".".join(str(part) for part in first["loc"])
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    line = f"{path}: {message}" if path else message
+    if len(problems) > 1:
+        line += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return line
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `base` with `extra` merged in: mappings merge key by key, other values replace."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"config error in {path}: cannot read file: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config error in {path}: invalid YAML{where}: {problem}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config error in {path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _overrides_tree(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn {"engine.block_size": 32} into {"engine": {"block_size": 32}}."""
+    tree: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        if not all(parts):
+            raise ConfigError(f"config error in overrides: {dotted!r}: not a dotted key path")
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config error in overrides: {dotted}: conflicts with another override")
+        if isinstance(node.get(parts[-1]), dict):
+            raise ConfigError(f"config error in overrides: {dotted}: conflicts with another override")
+        node[parts[-1]] = copy.deepcopy(value)
+    return tree
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """Parse `key.path=value` strings (e.g. from `--set`); values are read as YAML scalars or flow
+    collections, so `32`, `true`, `[a, b]` become int, bool, list. Raises ConfigError on bad items."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"config error in overrides: {item!r}: expected key.path=value")
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config error in overrides: {key}: invalid value {text!r}") from e
+    return out
+
+
+def _validate(tree: dict[str, Any], source: str) -> FlotillaConfig:
+    try:
+        return FlotillaConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(f"config error in {source}: {_format_validation_error(e)}") from e
+
+
+def load_config(path: str | None = None, overrides: Mapping[str, Any] | None = None) -> FlotillaConfig:
+    """Defaults, then the YAML file at `path` (if any), then dotted-key `overrides`, validated.
+
+    Problems are attributed to the file when the file alone is invalid, else to the overrides.
+    Raises ConfigError (one line) for a missing or unreadable file, bad YAML, unknown keys and
+    out-of-range or inconsistent values.
+    """
+    tree = FlotillaConfig().model_dump()
+    if path is not None:
+        tree = _deep_merge(tree, _read_yaml(path))
+        config = _validate(tree, path)
+    else:
+        config = FlotillaConfig()
+    if overrides:
+        config = _validate(_deep_merge(tree, _overrides_tree(overrides)), "overrides")
+    return config

@@ -1,0 +1,62 @@
+"""Plugin names -> factories, and profiles built from configuration.
+
+Every profile gets fresh plugin instances, so stateful plugins (round_robin's counter) are never
+shared between profiles. Unknown plugin names raise ConfigError naming the config key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from controlplane.config import ProfileConfig
+from controlplane.errors import ConfigError
+from controlplane.scheduling.framework import (
+    Filter,
+    NamedFilter,
+    Picker,
+    Profile,
+    SchedulingFramework,
+    Scorer,
+    WeightedScorer,
+)
+from controlplane.scheduling.plugins.free_kv import FreeKVScorer
+from controlplane.scheduling.plugins.healthy import HealthyFilter
+from controlplane.scheduling.plugins.load import LoadScorer
+from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
+from controlplane.scheduling.plugins.round_robin import RoundRobinPicker
+
+FILTERS: dict[str, Callable[[], Filter]] = {"healthy": HealthyFilter}
+SCORERS: dict[str, Callable[[], Scorer]] = {"load": LoadScorer, "free_kv": FreeKVScorer}
+PICKERS: dict[str, Callable[[], Picker]] = {"round_robin": RoundRobinPicker, "power_of_two": PowerOfTwoPicker}
+
+T = TypeVar("T")
+
+
+def _make(kind: str, name: str, factories: Mapping[str, Callable[[], T]], key: str) -> T:
+    try:
+        factory = factories[name]
+    except KeyError:
+        raise ConfigError(
+            f"config error: {key}: unknown {kind} {name!r} (known: {', '.join(sorted(factories))})"
+        ) from None
+    return factory()
+
+
+def build_profile(name: str, spec: ProfileConfig) -> Profile:
+    """Instantiate the plugins `spec` names. Raises ConfigError for an unknown plugin name."""
+    key = f"scheduling.profiles.{name}"
+    filters = tuple(
+        NamedFilter(f, _make("filter", f, FILTERS, f"{key}.filters")) for f in spec.filters
+    )
+    scorers = tuple(
+        WeightedScorer(s, _make("scorer", s, SCORERS, f"{key}.scorers"), weight)
+        for s, weight in spec.scorers.items()
+    )
+    picker = _make("picker", spec.picker, PICKERS, f"{key}.picker")
+    return Profile(name=name, filters=filters, scorers=scorers, picker=picker)
+
+
+def build_framework(profiles: Mapping[str, ProfileConfig]) -> SchedulingFramework:
+    """A framework with one profile per entry of `profiles` (e.g. `config.scheduling.profiles`)."""
+    return SchedulingFramework({name: build_profile(name, spec) for name, spec in profiles.items()})

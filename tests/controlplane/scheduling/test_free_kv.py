@@ -1,0 +1,20 @@
+from controlplane.scheduling.plugins.free_kv import FreeKVScorer, free_fraction
+from tests.controlplane.scheduling.helpers import REQ, view
+
+
+def test_free_block_fraction():
+    cands = [view("a", free_blocks=25), view("b", free_blocks=100), view("c", free_blocks=0)]
+    assert FreeKVScorer().score(REQ, cands) == {"a": 0.25, "b": 1.0, "c": 0.0}
+
+
+def test_pending_tokens_take_whole_blocks():
+    # 17 pending tokens need 2 blocks of 16
+    assert free_fraction(view("a", free_blocks=50, pending_tokens=17)) == 0.48
+
+
+def test_pending_never_below_zero():
+    assert free_fraction(view("a", free_blocks=1, pending_tokens=1000)) == 0.0
+
+
+def test_no_blocks_scores_zero():
+    assert free_fraction(view("a", free_blocks=0, total_blocks=0)) == 0.0

@@ -1,0 +1,66 @@
+import random
+
+import pytest
+
+from controlplane.config import FlotillaConfig, ProfileConfig
+from controlplane.errors import ConfigError
+from controlplane.scheduling.plugins.free_kv import FreeKVScorer
+from controlplane.scheduling.plugins.healthy import HealthyFilter
+from controlplane.scheduling.plugins.load import LoadScorer
+from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
+from controlplane.scheduling.plugins.round_robin import RoundRobinPicker
+from controlplane.scheduling.registry import build_framework, build_profile
+from tests.controlplane.scheduling.helpers import REQ, view
+
+
+def test_default_profile_from_default_config():
+    fw = build_framework(FlotillaConfig().scheduling.profiles)
+    profile = fw.profile("default")
+    assert [(f.name, type(f.plugin)) for f in profile.filters] == [("healthy", HealthyFilter)]
+    assert [(s.name, type(s.plugin), s.weight) for s in profile.scorers] == [
+        ("load", LoadScorer, 1.0),
+        ("free_kv", FreeKVScorer, 0.5),
+    ]
+    assert isinstance(profile.picker, PowerOfTwoPicker)
+
+
+def test_default_profile_prefers_idle_instance():
+    fw = build_framework(FlotillaConfig().scheduling.profiles)
+    views = [view("busy", tokens_in_flight=900, free_blocks=10), view("idle")]
+    assert fw.schedule("default", REQ, views, random.Random(0)).instance_id == "idle"
+
+
+def test_each_profile_gets_its_own_plugin_instances():
+    spec = ProfileConfig(filters=(), scorers={}, picker="round_robin")
+    fw = build_framework({"one": spec, "two": spec})
+    assert isinstance(fw.profile("one").picker, RoundRobinPicker)
+    assert fw.profile("one").picker is not fw.profile("two").picker
+    views = [view("a"), view("b")]
+    rng = random.Random(0)
+    assert fw.schedule("one", REQ, views, rng).instance_id == "a"
+    assert fw.schedule("two", REQ, views, rng).instance_id == "a"
+    assert fw.schedule("one", REQ, views, rng).instance_id == "b"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            ProfileConfig(filters=("healty",)),
+            "config error: scheduling.profiles.p.filters: unknown filter 'healty' (known: healthy)",
+        ),
+        (
+            ProfileConfig(scorers={"lod": 1.0}),
+            "config error: scheduling.profiles.p.scorers: unknown scorer 'lod' (known: free_kv, load)",
+        ),
+        (
+            ProfileConfig(picker="random"),
+            "config error: scheduling.profiles.p.picker: unknown picker 'random' "
+            "(known: power_of_two, round_robin)",
+        ),
+    ],
+)
+def test_unknown_plugin_names(spec, message):
+    with pytest.raises(ConfigError) as info:
+        build_profile("p", spec)
+    assert info.value.message == message
