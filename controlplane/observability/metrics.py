@@ -1,0 +1,127 @@
+"""Every Prometheus metric Flotilla's gateway exports, declared once, all named `flotilla_*`.
+
+`Metrics(registry)` declares the full set on one `CollectorRegistry` (a fresh one by default, so tests
+and several apps in one process never collide). `RequestTimer` turns the times of one request's
+events, passed in by the caller (no clock is read here), into TTFT, TPOT and E2E observations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from controlplane.scheduling.types import InstanceView
+
+# Latency buckets from 1 ms to 10 minutes (request phases span that range on CPU and GPU).
+LATENCY_BUCKETS_S: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0,
+    160.0, 320.0, 640.0,
+)
+# Scheduling decisions are pure CPU work over a snapshot: 10 us to 100 ms.
+DECISION_BUCKETS_S: tuple[float, ...] = (
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1,
+)
+
+
+class Metrics:
+    """The gateway's metrics on one registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.request_ttft_seconds = Histogram(
+            "flotilla_request_ttft_seconds", "Time from request arrival to its first output token.",
+            ["model"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.request_tpot_seconds = Histogram(
+            "flotilla_request_tpot_seconds",
+            "Mean time per output token after the first: (e2e - ttft) / (output_tokens - 1).",
+            ["model"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.request_e2e_seconds = Histogram(
+            "flotilla_request_e2e_seconds", "Time from request arrival to its end.",
+            ["model"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.requests_in_flight = Gauge(
+            "flotilla_requests_in_flight", "Requests accepted and not yet finished.", ["model"], registry=r,
+        )
+        self.requests_total = Counter(
+            "flotilla_requests_total", "Finished requests by finish reason (stop, length, abort, error).",
+            ["model", "finish_reason"], registry=r,
+        )
+        self.prompt_tokens_total = Counter(
+            "flotilla_prompt_tokens_total", "Prompt tokens of finished requests.", ["model"], registry=r,
+        )
+        self.generation_tokens_total = Counter(
+            "flotilla_generation_tokens_total", "Output tokens of finished requests.", ["model"], registry=r,
+        )
+        self.instance_running_requests = Gauge(
+            "flotilla_instance_running_requests", "Requests in an instance's running batch.",
+            ["instance"], registry=r,
+        )
+        self.instance_waiting_requests = Gauge(
+            "flotilla_instance_waiting_requests", "Requests queued on an instance.", ["instance"], registry=r,
+        )
+        self.instance_free_blocks = Gauge(
+            "flotilla_instance_free_blocks", "Free KV-cache blocks of an instance.", ["instance"], registry=r,
+        )
+        self.scheduling_decision_seconds = Histogram(
+            "flotilla_scheduling_decision_seconds", "Time the scheduling framework took to place a request.",
+            buckets=DECISION_BUCKETS_S, registry=r,
+        )
+
+    def set_instances(self, views: Sequence[InstanceView]) -> None:
+        """Replace the per-instance gauges with `views` (instances no longer present disappear)."""
+        for gauge in (self.instance_running_requests, self.instance_waiting_requests, self.instance_free_blocks):
+            gauge.clear()
+        for v in views:
+            self.instance_running_requests.labels(instance=v.instance_id).set(v.running)
+            self.instance_waiting_requests.labels(instance=v.instance_id).set(v.waiting)
+            self.instance_free_blocks.labels(instance=v.instance_id).set(v.free_blocks)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format."""
+        return generate_latest(self.registry)
+
+
+class RequestTimer:
+    """Records one request's metrics from event times (seconds on any one monotonic clock).
+
+    Creating it counts the request in flight; `first_token(t)` marks the first output token (later
+    calls are ignored); `finish(t, ...)` must be called exactly once and records everything.
+    """
+
+    def __init__(self, metrics: Metrics, model: str, start_s: float) -> None:
+        self._metrics = metrics
+        self._model = model
+        self._start_s = start_s
+        self._first_token_s: float | None = None
+        self._finished = False
+        metrics.requests_in_flight.labels(model=model).inc()
+
+    def first_token(self, now_s: float) -> None:
+        """Note the arrival of the first output token; a no-op after the first call."""
+        if self._first_token_s is None:
+            self._first_token_s = now_s
+
+    def finish(self, now_s: float, finish_reason: str, prompt_tokens: int, output_tokens: int) -> None:
+        """Record E2E, TTFT (if a token came), TPOT (if more than one did), counters; leave in-flight.
+
+        Raises RuntimeError when called twice.
+        """
+        if self._finished:
+            raise RuntimeError("RequestTimer.finish called twice")
+        self._finished = True
+        m, model = self._metrics, self._model
+        m.requests_in_flight.labels(model=model).dec()
+        m.requests_total.labels(model=model, finish_reason=finish_reason).inc()
+        m.prompt_tokens_total.labels(model=model).inc(prompt_tokens)
+        m.generation_tokens_total.labels(model=model).inc(output_tokens)
+        e2e = now_s - self._start_s
+        m.request_e2e_seconds.labels(model=model).observe(e2e)
+        if self._first_token_s is not None:
+            ttft = self._first_token_s - self._start_s
+            m.request_ttft_seconds.labels(model=model).observe(ttft)
+            if output_tokens > 1:
+                m.request_tpot_seconds.labels(model=model).observe((e2e - ttft) / (output_tokens - 1))

@@ -1,0 +1,113 @@
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from controlplane.observability.metrics import Metrics, RequestTimer
+from controlplane.scheduling.types import InstanceView
+
+EXPECTED_FAMILIES = {
+    "flotilla_request_ttft_seconds": "histogram",
+    "flotilla_request_tpot_seconds": "histogram",
+    "flotilla_request_e2e_seconds": "histogram",
+    "flotilla_requests_in_flight": "gauge",
+    "flotilla_requests": "counter",
+    "flotilla_prompt_tokens": "counter",
+    "flotilla_generation_tokens": "counter",
+    "flotilla_instance_running_requests": "gauge",
+    "flotilla_instance_waiting_requests": "gauge",
+    "flotilla_instance_free_blocks": "gauge",
+    "flotilla_scheduling_decision_seconds": "histogram",
+}
+
+
+def _sample(m: Metrics, name: str, **labels: str) -> float | None:
+    return m.registry.get_sample_value(name, labels)
+
+
+def _view(iid: str, running: int, waiting: int, free: int) -> InstanceView:
+    return InstanceView(iid, True, running, waiting, free, 100, 16, 0, 0)
+
+
+def test_every_metric_declared_once_with_flotilla_prefix():
+    m = Metrics()
+    families = {f.name: f.type for f in m.registry.collect()}
+    assert families == EXPECTED_FAMILIES
+
+
+def test_fresh_registries_do_not_collide():
+    a, b = Metrics(), Metrics()
+    RequestTimer(a, "m", 0.0)
+    assert _sample(a, "flotilla_requests_in_flight", model="m") == 1
+    assert _sample(b, "flotilla_requests_in_flight", model="m") is None
+
+
+def test_uses_a_given_registry():
+    registry = CollectorRegistry()
+    assert Metrics(registry).registry is registry
+
+
+def test_timer_records_ttft_tpot_e2e_and_counters():
+    m = Metrics()
+    timer = RequestTimer(m, "tiny", start_s=10.0)
+    assert _sample(m, "flotilla_requests_in_flight", model="tiny") == 1
+    timer.first_token(10.5)
+    timer.first_token(10.7)  # ignored
+    timer.finish(12.5, "length", prompt_tokens=7, output_tokens=5)
+    assert _sample(m, "flotilla_requests_in_flight", model="tiny") == 0
+    assert _sample(m, "flotilla_request_ttft_seconds_sum", model="tiny") == pytest.approx(0.5)
+    assert _sample(m, "flotilla_request_tpot_seconds_sum", model="tiny") == pytest.approx(0.5)  # 2.0 / 4
+    assert _sample(m, "flotilla_request_e2e_seconds_sum", model="tiny") == pytest.approx(2.5)
+    assert _sample(m, "flotilla_request_e2e_seconds_count", model="tiny") == 1
+    assert _sample(m, "flotilla_requests_total", model="tiny", finish_reason="length") == 1
+    assert _sample(m, "flotilla_prompt_tokens_total", model="tiny") == 7
+    assert _sample(m, "flotilla_generation_tokens_total", model="tiny") == 5
+
+
+def test_single_token_has_no_tpot():
+    m = Metrics()
+    timer = RequestTimer(m, "tiny", 0.0)
+    timer.first_token(0.25)
+    timer.finish(0.25, "stop", prompt_tokens=3, output_tokens=1)
+    assert _sample(m, "flotilla_request_ttft_seconds_count", model="tiny") == 1
+    assert _sample(m, "flotilla_request_tpot_seconds_count", model="tiny") is None
+
+
+def test_no_token_records_only_e2e():
+    m = Metrics()
+    RequestTimer(m, "tiny", 1.0).finish(1.125, "error", prompt_tokens=3, output_tokens=0)
+    assert _sample(m, "flotilla_request_e2e_seconds_sum", model="tiny") == 0.125
+    assert _sample(m, "flotilla_request_ttft_seconds_count", model="tiny") is None
+    assert _sample(m, "flotilla_requests_total", model="tiny", finish_reason="error") == 1
+
+
+def test_finish_twice_raises():
+    timer = RequestTimer(Metrics(), "tiny", 0.0)
+    timer.finish(1.0, "stop", 1, 0)
+    with pytest.raises(RuntimeError):
+        timer.finish(2.0, "stop", 1, 0)
+
+
+def test_histogram_buckets_span_milliseconds_to_minutes():
+    m = Metrics()
+    RequestTimer(m, "tiny", 0.0).finish(0.0005, "stop", 1, 0)
+    assert _sample(m, "flotilla_request_e2e_seconds_bucket", model="tiny", le="0.001") == 1
+    assert _sample(m, "flotilla_request_e2e_seconds_bucket", model="tiny", le="640.0") == 1
+
+
+def test_set_instances_replaces_gauges():
+    m = Metrics()
+    m.set_instances([_view("a", 2, 1, 90), _view("b", 0, 0, 100)])
+    assert _sample(m, "flotilla_instance_running_requests", instance="a") == 2
+    assert _sample(m, "flotilla_instance_waiting_requests", instance="a") == 1
+    assert _sample(m, "flotilla_instance_free_blocks", instance="b") == 100
+    m.set_instances([_view("b", 1, 0, 80)])
+    assert _sample(m, "flotilla_instance_free_blocks", instance="a") is None
+    assert _sample(m, "flotilla_instance_free_blocks", instance="b") == 80
+
+
+def test_render_is_prometheus_text():
+    m = Metrics()
+    m.scheduling_decision_seconds.observe(0.0002)
+    families = text_string_to_metric_families(m.render().decode())
+    assert {f.name for f in families if not f.name.endswith("_created")} == set(EXPECTED_FAMILIES)
+    assert _sample(m, "flotilla_scheduling_decision_seconds_bucket", le="0.00025") == 1
