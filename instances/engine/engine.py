@@ -39,8 +39,8 @@ class Engine:
         self._last_step_time = 0.0
         self._aborted: list[RequestDelta] = []
 
-    def add_request(self, req: EngineRequest) -> None:
-        """Queue a request. Raises ValueError (message for the user) if it can never run here."""
+    def check(self, req: EngineRequest) -> None:
+        """Raise ValueError (message for the user) if `req` can never run here. Mutates nothing."""
         req.sampling.validate()
         n = len(req.prompt_token_ids)
         if n == 0:
@@ -50,6 +50,12 @@ class Engine:
                 f"the prompt has {n} tokens but this engine's context is {self.config.max_model_len} "
                 "tokens (prompt plus at least one output token); shorten the prompt"
             )
+        if req.request_id in self.scheduler.requests:
+            raise ValueError(f"request id {req.request_id!r} is already in this engine")
+
+    def add_request(self, req: EngineRequest) -> None:
+        """Queue a request after `check`ing it."""
+        self.check(req)
         self._order += 1
         self.scheduler.add(Sequence.from_request(req, self._order, self.eos_token_ids))
 
@@ -65,6 +71,11 @@ class Engine:
         )
         return True
 
+    def release(self, request_id: str) -> None:
+        """End a request whose owner already knows it finished (a stop string matched): frees its
+        blocks and reports nothing more for it. Unknown ids are ignored."""
+        self.scheduler.abort(request_id)
+
     def has_unfinished(self) -> bool:
         return self.scheduler.has_work() or bool(self._aborted)
 
@@ -79,9 +90,7 @@ class Engine:
         self._last_step_time = self.clock() - t0
         self._steps += 1
         self.scheduler.update(batch, sampled)
-        for item in batch.seqs:
-            if item.needs_sample:
-                deltas.append(self._delta(item.seq))
+        deltas.extend(self._delta(item.seq) for item in batch.seqs if item.needs_sample)
         return StepOutput(deltas=deltas, num_scheduled_tokens=batch.num_tokens, num_preempted=len(batch.preempted))
 
     def _delta(self, seq: Sequence) -> RequestDelta:

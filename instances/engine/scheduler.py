@@ -22,18 +22,21 @@ from instances.engine.sequence import Sequence, SequenceStatus
 from instances.types import FinishReason, TokenLogprob
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScheduledSeq:
-    """`num_new_tokens` tokens of `seq`, starting at position `start`, are computed this step."""
+    """`num_new_tokens` tokens of `seq`, starting at position `start`, are computed this step.
+
+    `needs_sample`: this step computes the sequence's last known token, so a new one is drawn.
+    """
 
     seq: Sequence
     start: int
     num_new_tokens: int
+    needs_sample: bool
 
-    @property
-    def needs_sample(self) -> bool:
-        """True when this step computes the sequence's last known token, so a new one is drawn."""
-        return self.start + self.num_new_tokens == self.seq.num_tokens
+    @classmethod
+    def of(cls, seq: Sequence, start: int, num_new_tokens: int) -> ScheduledSeq:
+        return cls(seq, start, num_new_tokens, start + num_new_tokens == seq.num_tokens)
 
 
 @dataclass
@@ -110,7 +113,7 @@ class LocalScheduler:
                 if victim is seq:
                     break
             else:
-                batch.seqs.append(ScheduledSeq(seq, seq.num_computed_tokens, n))
+                batch.seqs.append(ScheduledSeq.of(seq, seq.num_computed_tokens, n))
                 budget -= n
                 i += 1
         if not batch.preempted:
@@ -131,7 +134,7 @@ class LocalScheduler:
             seq.num_computed_tokens = computed
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
-            batch.seqs.append(ScheduledSeq(seq, computed, n))
+            batch.seqs.append(ScheduledSeq.of(seq, computed, n))
             budget -= n
 
     def _preempt(self, seq: Sequence) -> None:

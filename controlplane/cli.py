@@ -1,0 +1,64 @@
+"""`flotilla` command line. Every failure ends with one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from controlplane.config import load_config, parse_overrides
+from controlplane.errors import FlotillaError
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve a model through the OpenAI API on a local cluster")
+    p.add_argument("--config", help="YAML config file (keys as in docs/configuration.md)")
+    p.add_argument("--model", help="smollm2-135m, tiny-llama, a Hugging Face directory or a .gguf file")
+    p.add_argument("--instances", type=int, help="number of engine instances")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    p.add_argument("--runtime", choices=["ray", "local"], help="ray (default) or local (in-process)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set engine.block_size=32 (repeatable)")
+    p.add_argument("--ask", metavar="TEXT",
+                   help="once serving, send TEXT as a chat request, print the answer, keep serving")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flotilla", description="Flotilla LLM-serving control plane")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    return parser
+
+
+def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides: dict[str, object] = parse_overrides(args.set)
+    for flag, key in (("model", "model.name_or_path"), ("instances", "cluster.instances"),
+                      ("host", "gateway.host"), ("port", "gateway.port"), ("runtime", "cluster.runtime")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            from controlplane.serve import serve
+
+            config = load_config(args.config, _serve_overrides(args))
+            asyncio.run(serve(config, ask=args.ask))
+    except FlotillaError as e:
+        print(f"flotilla: {e.message}", file=sys.stderr)
+        return EXIT_USAGE if e.status_code < 500 else EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("flotilla: stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

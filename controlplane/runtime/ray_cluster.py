@@ -1,0 +1,165 @@
+"""The Ray runtime: engine replicas as Ray actors, seen from one gateway.
+
+Implements `controlplane.runtime.base.Cluster`.
+- Submissions are coalesced per instance: every request dispatched in one event-loop tick goes out
+  in one `add_requests` call.
+- One long-poll task per instance (`next_outputs`) brings back token chunks and the instance's stats
+  snapshot together; the view used for scheduling is that pushed snapshot plus what this gateway has
+  dispatched since (pending requests and tokens).
+- A dead actor fails the streams it served with `InstanceUnavailable` and is marked unhealthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import uuid
+from dataclasses import dataclass, replace
+from typing import AsyncIterator
+
+import ray
+from ray.exceptions import RayActorError, RayError
+
+from controlplane.errors import InstanceUnavailable, InvalidRequest
+from controlplane.runtime.local import view_of
+from controlplane.runtime.streams import StreamRouter
+from controlplane.runtime.tasks import cancel_and_wait
+from controlplane.scheduling.types import InstanceView
+from instances.actor import RemoteInstanceActor
+from instances.replica import ReplicaSpec
+from instances.types import EngineRequest, GenerationChunk, InstanceStats
+
+POLL_TIMEOUT_S = 1.0
+
+
+@dataclass
+class _Instance:
+    handle: ray.actor.ActorHandle
+    stats: InstanceStats
+    pending_requests: int = 0
+    pending_tokens: int = 0
+
+
+class RayCluster:
+    """Instance actors of one model, driven from this process's event loop."""
+
+    def __init__(self, instances: dict[str, _Instance], gateway_id: str, owns_ray: bool) -> None:
+        self.instances = instances
+        self.gateway_id = gateway_id
+        self.owns_ray = owns_ray
+        self.router = StreamRouter()
+        self._outq: dict[str, list[tuple[EngineRequest, asyncio.Future]]] = {}
+        loop = asyncio.get_running_loop()
+        self._pumps = [loop.create_task(self._pump(iid), name=f"pump-{iid}") for iid in instances]
+
+    @classmethod
+    async def start(
+        cls, specs: list[ReplicaSpec], *, num_cpus_per_instance: float = 1.0, address: str | None = None
+    ) -> RayCluster:
+        """Start Ray (a local one unless `address`), create and start one actor per spec."""
+        owns_ray = not ray.is_initialized()
+        if owns_ray:
+            local_cpus = max(os.cpu_count() or 1, math.ceil(num_cpus_per_instance * len(specs)))
+            ray.init(
+                address=address,
+                num_cpus=None if address else local_cpus,
+                include_dashboard=False,
+                logging_level="WARNING",
+                configure_logging=True,
+            )
+        handles = {
+            s.instance_id: RemoteInstanceActor.options(
+                name=f"flotilla-{s.instance_id}-{uuid.uuid4().hex[:6]}", num_cpus=num_cpus_per_instance
+            ).remote(s)
+            for s in specs
+        }
+        stats = await asyncio.gather(*(h.start.remote() for h in handles.values()))
+        instances = {iid: _Instance(h, st) for (iid, h), st in zip(handles.items(), stats)}
+        return cls(instances, gateway_id=f"gw-{uuid.uuid4().hex[:8]}", owns_ray=owns_ray)
+
+    # ---- Cluster protocol ---------------------------------------------------------------------
+    def views(self) -> list[InstanceView]:
+        return [
+            replace(view_of(inst.stats), pending_requests=inst.pending_requests, pending_tokens=inst.pending_tokens)
+            for inst in self.instances.values()
+        ]
+
+    async def generate(self, instance_id: str, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        inst = self._instance(instance_id)
+        rid = request.request_id
+        self.router.open(rid, instance_id)  # before sending: chunks may arrive before add returns
+        try:
+            error = await self._enqueue(instance_id, request)
+        except BaseException:
+            self.router.discard(rid)
+            inst.handle.abort.remote([rid])
+            raise
+        if error is not None:
+            self.router.discard(rid)
+            raise InvalidRequest(error)
+        inst.pending_requests += 1
+        inst.pending_tokens += len(request.prompt_token_ids)
+        async for chunk in self.router.stream(rid, lambda: self.abort(instance_id, rid)):
+            yield chunk
+
+    async def abort(self, instance_id: str, request_id: str) -> None:
+        inst = self.instances.get(instance_id)
+        if inst is not None and inst.stats.healthy:
+            await inst.handle.abort.remote([request_id])
+
+    async def close(self) -> None:
+        await cancel_and_wait(self._pumps)
+        for inst in self.instances.values():
+            ray.kill(inst.handle)
+        if self.owns_ray:
+            ray.shutdown()
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _instance(self, instance_id: str) -> _Instance:
+        inst = self.instances.get(instance_id)
+        if inst is None or not inst.stats.healthy:
+            raise InstanceUnavailable(f"instance {instance_id!r} is not available; retry the request")
+        return inst
+
+    def _enqueue(self, instance_id: str, request: EngineRequest) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        queue = self._outq.setdefault(instance_id, [])
+        if not queue:
+            loop.call_soon(self._flush, instance_id)
+        queue.append((request, fut))
+        return fut
+
+    def _flush(self, instance_id: str) -> None:
+        batch = self._outq.pop(instance_id, [])
+        if batch:
+            asyncio.get_running_loop().create_task(self._send(instance_id, batch))
+
+    async def _send(self, instance_id: str, batch: list[tuple[EngineRequest, asyncio.Future]]) -> None:
+        inst = self.instances[instance_id]
+        try:
+            errors = await inst.handle.add_requests.remote(self.gateway_id, [r for r, _ in batch])
+        except RayError as e:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(InstanceUnavailable(f"instance {instance_id} failed: {e}; retry"))
+            return
+        for (_, fut), err in zip(batch, errors):
+            if not fut.done():
+                fut.set_result(err)
+
+    async def _pump(self, instance_id: str) -> None:
+        inst = self.instances[instance_id]
+        while True:
+            try:
+                chunks, stats = await inst.handle.next_outputs.remote(self.gateway_id, POLL_TIMEOUT_S)
+            except RayActorError as e:
+                inst.stats = replace(inst.stats, healthy=False)
+                self.router.fail_instance(
+                    instance_id, InstanceUnavailable(f"instance {instance_id} died ({e.__class__.__name__}); retry")
+                )
+                return
+            inst.stats = stats
+            inst.pending_requests = inst.pending_tokens = 0
+            self.router.deliver(chunks)

@@ -1,0 +1,117 @@
+"""`flotilla serve`: start a cluster of engine instances and the gateway in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import httpx
+import torch
+import uvicorn
+
+from controlplane.api.app import create_app
+from controlplane.config import FlotillaConfig
+from controlplane.errors import ConfigError, FlotillaError
+from controlplane.observability.metrics import Metrics
+from controlplane.runtime.base import Cluster
+from controlplane.runtime.local import LocalCluster
+from controlplane.runtime.ray_cluster import RayCluster
+from controlplane.scheduling.registry import build_framework
+from instances.config import ModelConfig
+from instances.engine.config import EngineConfig
+from instances.models.loader import LoadedModel, load_model
+from instances.replica import ReplicaSpec
+
+
+def progress(message: str) -> None:
+    print(f"flotilla: {message}", file=sys.stderr, flush=True)
+
+
+def engine_config(config: FlotillaConfig, model: ModelConfig) -> EngineConfig:
+    """The engine settings of `config` for `model`; the context is the smallest of the model's
+    positions, the configured `model.max_model_len` and the KV pool."""
+    e = config.engine
+    limit = min(model.max_position_embeddings, e.num_blocks * e.block_size)
+    if config.model.max_model_len is not None:
+        if config.model.max_model_len > model.max_position_embeddings:
+            raise ConfigError(
+                f"config error: model.max_model_len: {config.model.max_model_len} exceeds the model's "
+                f"{model.max_position_embeddings} positions"
+            )
+        limit = min(limit, config.model.max_model_len)
+    return EngineConfig(
+        block_size=e.block_size, num_blocks=e.num_blocks, max_num_batched_tokens=e.max_num_batched_tokens,
+        max_num_seqs=e.max_num_seqs, max_model_len=limit, enable_prefix_caching=e.enable_prefix_caching,
+        seed=e.seed,
+    )
+
+
+async def start_cluster(config: FlotillaConfig, engine: EngineConfig, loaded: LoadedModel) -> Cluster:
+    """Start `cluster.instances` replicas on the configured runtime."""
+    n, spec = config.cluster.instances, config.model.name_or_path
+    if config.cluster.runtime == "local":
+        return await LocalCluster.create(spec, n, engine, loaded=loaded)
+    specs = [
+        ReplicaSpec(instance_id=f"instance-{i}", model=spec, engine=engine, dtype=config.model.dtype,
+                    torch_threads=max(1, int(config.cluster.num_cpus_per_instance)))
+        for i in range(n)
+    ]
+    return await RayCluster.start(
+        specs, num_cpus_per_instance=config.cluster.num_cpus_per_instance, address=config.cluster.ray_address
+    )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind the listening socket up front so a busy port is a one-line error, not a traceback."""
+    try:
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from e
+    sock.set_inheritable(True)
+    return sock
+
+
+async def ask_once(base_url: str, model: str, text: str) -> str:
+    """Send one greedy chat request through the public API and return the answer's text."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=300) as client:
+        r = await client.post("/v1/chat/completions", json={
+            "model": model, "messages": [{"role": "user", "content": text}],
+            "max_tokens": 64, "temperature": 0,
+        })
+        body = r.json()
+        if r.status_code != 200:
+            raise FlotillaError(f"the demo request failed ({r.status_code}): {body['error']['message']}")
+        return body["choices"][0]["message"]["content"]
+
+
+async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
+    """Serve until interrupted. Progress goes to stderr; `ask`'s answer to stdout."""
+    if config.metadata.backend != "memory":
+        raise ConfigError("config error: metadata.backend: only 'memory' is available in this release")
+    host, port = config.gateway.host, config.gateway.port
+    sock = bind(host, port)
+    progress(f"loading {config.model.name_or_path} ...")
+    loaded = await asyncio.to_thread(load_model, config.model.name_or_path, getattr(torch, config.model.dtype))
+    engine = engine_config(config, loaded.config)
+    progress(f"starting {config.cluster.instances} instance(s) on the {config.cluster.runtime} runtime ...")
+    cluster = await start_cluster(config, engine, loaded)
+    name = config.model.served_model_name
+    app = create_app(
+        cluster=cluster, tokenizer=loaded.tokenizer, model_name=name, max_model_len=engine.max_model_len,
+        framework=build_framework(config.scheduling.profiles), profile=config.gateway.default_profile,
+        metrics=Metrics(),
+    )
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        base = f"http://{host}:{port}"
+        progress(f"serving {name} at {base}/v1 (OpenAI API; Ctrl-C to stop)")
+        if ask is not None and server.started:
+            progress(f"asking: {ask}")
+            print(await ask_once(base, name, ask), flush=True)
+        await serving
+    finally:
+        await cluster.close()
