@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class RequestTimeline:
     @property
     def itl_s(self) -> list[float]:
         """Gaps between successive token chunks."""
-        return [b - a for a, b in zip(self.chunk_s, self.chunk_s[1:])]
+        return [b - a for a, b in pairwise(self.chunk_s)]
 
     @property
     def tpot_s(self) -> float | None:

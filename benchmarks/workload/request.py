@@ -37,9 +37,7 @@ class TraceRequest:
             raise ValueError(f"output_len must be >= 1, got {self.output_len}")
         if self.block_tokens < 1:
             raise ValueError(f"block_tokens must be >= 1, got {self.block_tokens}")
-        if self.hash_ids is not None and len(self.hash_ids) != blocks_for(
-            self.prompt_len, self.block_tokens
-        ):
+        if self.hash_ids is not None and len(self.hash_ids) != blocks_for(self.prompt_len, self.block_tokens):
             raise ValueError(
                 f"a {self.prompt_len}-token prompt in {self.block_tokens}-token blocks needs "
                 f"{blocks_for(self.prompt_len, self.block_tokens)} hash ids, got {len(self.hash_ids)}"

@@ -16,7 +16,7 @@ from benchmarks.workload.arrivals import with_arrivals
 from benchmarks.workload.request import TraceRequest
 from benchmarks.workload.sources import load_trace
 from benchmarks.workload.tokens import DEFAULT_VOCAB, check_vocab
-from benchmarks.workload.transforms import head, scale_lengths, scale_rate
+from benchmarks.workload.transforms import check_cap, check_factor, head, scale_lengths, scale_rate
 
 ARRIVALS = ("poisson", "gamma")
 
@@ -33,7 +33,8 @@ class WorkloadSpec:
     `num_requests` are kept, arrivals are divided by `rate_scale`, and lengths are multiplied by
     `length_scale` and clamped to [1, `max_input_len`] / [1, `max_output_len`].
     `seed` drives arrivals and prompt token ids; `vocab` is the prompt id range [lo, hi).
-    Raises ValueError from the constructor on an inconsistent or out-of-range field.
+    Raises ValueError from the constructor on an inconsistent or out-of-range field, so building a
+    valid spec can only fail on the trace file itself.
     """
 
     trace: str | None = None
@@ -71,6 +72,10 @@ class WorkloadSpec:
             raise ValueError(f"a poisson process has cv 1; use arrival 'gamma' for cv {self.cv}")
         if not (self.cv > 0 and math.isfinite(self.cv)):
             raise ValueError(f"cv must be a positive number, got {self.cv}")
+        check_factor("rate scale", self.rate_scale)
+        check_factor("length scale", self.length_scale)
+        check_cap("max_input_len", self.max_input_len)
+        check_cap("max_output_len", self.max_output_len)
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         check_vocab(self.vocab)
@@ -88,7 +93,7 @@ def build_workload(spec: WorkloadSpec, data_dir: Path | None = None) -> list[Tra
     """The requests `spec` describes, in arrival order (see `WorkloadSpec` for the steps).
 
     Named traces are looked up in `data_dir` (default: the shared data directory). Raises
-    FileNotFoundError for a missing trace file, ValueError for a malformed one or a bad factor.
+    FileNotFoundError for a missing trace file and TraceFormatError (a ValueError) for a malformed one.
     """
     if spec.trace is None:
         assert spec.input_len is not None and spec.output_len is not None  # checked by the spec

@@ -20,10 +20,21 @@ def head(requests: Sequence[TraceRequest], limit: int) -> list[TraceRequest]:
     return list(requests[:limit])
 
 
+def check_factor(name: str, factor: float) -> None:
+    """Raise ValueError unless `factor` is a positive finite number."""
+    if not (factor > 0 and math.isfinite(factor)):
+        raise ValueError(f"{name} must be a positive number, got {factor}")
+
+
+def check_cap(name: str, cap: int | None) -> None:
+    """Raise ValueError unless `cap` is None or >= 1."""
+    if cap is not None and cap < 1:
+        raise ValueError(f"{name} must be >= 1, got {cap}")
+
+
 def scale_rate(requests: Sequence[TraceRequest], factor: float) -> list[TraceRequest]:
     """Arrival times divided by `factor` (> 0, finite): `factor = 2` replays twice as fast."""
-    if not (factor > 0 and math.isfinite(factor)):
-        raise ValueError(f"rate scale must be a positive number, got {factor}")
+    check_factor("rate scale", factor)
     return [replace(r, arrival_s=r.arrival_s / factor) for r in requests]
 
 
@@ -41,11 +52,9 @@ def scale_lengths(
     requests that shared k blocks still share their first k (scaled) blocks.
     Raises ValueError when `factor` is not a positive number or a max is below 1.
     """
-    if not (factor > 0 and math.isfinite(factor)):
-        raise ValueError(f"length scale must be a positive number, got {factor}")
-    for name, cap in (("max_prompt_len", max_prompt_len), ("max_output_len", max_output_len)):
-        if cap is not None and cap < 1:
-            raise ValueError(f"{name} must be >= 1, got {cap}")
+    check_factor("length scale", factor)
+    check_cap("max_prompt_len", max_prompt_len)
+    check_cap("max_output_len", max_output_len)
     return [_scale_one(r, factor, max_prompt_len, max_output_len) for r in requests]
 
 

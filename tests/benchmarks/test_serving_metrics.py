@@ -29,7 +29,7 @@ def test_per_request_values() -> None:
     assert (R2.ttft_s, R2.latency_s, R2.itl_s, R2.tpot_s) == (0.5, 1.5, [1.0], 0.5)
     assert (R3.ttft_s, R3.latency_s, R3.itl_s, R3.tpot_s) == (0.125, 0.125, [], None)
     with pytest.raises(ValueError, match="no token chunk"):
-        R4.ttft_s
+        _ = R4.ttft_s
 
 
 def test_counts_and_throughputs() -> None:

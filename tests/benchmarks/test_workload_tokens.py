@@ -31,6 +31,9 @@ def test_blocks_depend_on_seed_and_id_only() -> None:
     assert block != hash_block_token_ids(42, 16, seed=2, vocab=(10, 20))
     assert block != hash_block_token_ids(43, 16, seed=1, vocab=(10, 20))
     assert len(block) == 16 and all(10 <= t < 20 for t in block)
+    assert hash_block_token_ids(42, 4, seed=1, vocab=(10, 20)) == block[:4]
+    with pytest.raises(ValueError, match="seeds and hash ids must be non-negative"):
+        hash_block_token_ids(-1, 4, seed=1)
 
 
 def test_prefix_needs_exactly_the_covering_blocks() -> None:

@@ -100,6 +100,10 @@ def test_spec_gives_length_only_traces_an_infinite_rate_by_default(tmp_path: Pat
         ({"trace": "x", "cv": 2.0}, "a poisson process has cv 1"),
         ({"trace": "x", "arrival": "gamma", "cv": 0.0}, "cv must be a positive number"),
         ({"trace": "x", "vocab": (5, 5)}, "vocab range must satisfy"),
+        ({"trace": "x", "rate_scale": 0.0}, "rate scale must be a positive number"),
+        ({"trace": "x", "length_scale": math.nan}, "length scale must be a positive number"),
+        ({"trace": "x", "max_input_len": 0}, "max_input_len must be >= 1"),
+        ({"trace": "x", "seed": -1}, "seed must be >= 0"),
     ],
 )
 def test_spec_rejects_inconsistent_fields(kwargs: dict[str, object], message: str) -> None:
