@@ -13,8 +13,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
-from pydantic import ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from controlplane.errors import ConfigError
@@ -168,7 +176,9 @@ def _read_yaml(path: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config error in {path}: the top level must be a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"config error in {path}: the top level must be a mapping, got {type(data).__name__}"
+        )
     return data
 
 

@@ -15,12 +15,40 @@ from controlplane.scheduling.types import InstanceView
 
 # Latency buckets from 1 ms to 10 minutes (request phases span that range on CPU and GPU).
 LATENCY_BUCKETS_S: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0,
-    160.0, 320.0, 640.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    320.0,
+    640.0,
 )
 # Scheduling decisions are pure CPU work over a snapshot: 10 us to 100 ms.
 DECISION_BUCKETS_S: tuple[float, ...] = (
-    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1,
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    2.5e-2,
+    0.1,
 )
 
 
@@ -31,49 +59,82 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.request_ttft_seconds = Histogram(
-            "flotilla_request_ttft_seconds", "Time from request arrival to its first output token.",
-            ["model"], buckets=LATENCY_BUCKETS_S, registry=r,
+            "flotilla_request_ttft_seconds",
+            "Time from request arrival to its first output token.",
+            ["model"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.request_tpot_seconds = Histogram(
             "flotilla_request_tpot_seconds",
             "Mean time per output token after the first: (e2e - ttft) / (output_tokens - 1).",
-            ["model"], buckets=LATENCY_BUCKETS_S, registry=r,
+            ["model"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.request_e2e_seconds = Histogram(
-            "flotilla_request_e2e_seconds", "Time from request arrival to its end.",
-            ["model"], buckets=LATENCY_BUCKETS_S, registry=r,
+            "flotilla_request_e2e_seconds",
+            "Time from request arrival to its end.",
+            ["model"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.requests_in_flight = Gauge(
-            "flotilla_requests_in_flight", "Requests accepted and not yet finished.", ["model"], registry=r,
+            "flotilla_requests_in_flight",
+            "Requests accepted and not yet finished.",
+            ["model"],
+            registry=r,
         )
         self.requests_total = Counter(
-            "flotilla_requests_total", "Finished requests by finish reason (stop, length, abort, error).",
-            ["model", "finish_reason"], registry=r,
+            "flotilla_requests_total",
+            "Finished requests by finish reason (stop, length, abort, error).",
+            ["model", "finish_reason"],
+            registry=r,
         )
         self.prompt_tokens_total = Counter(
-            "flotilla_prompt_tokens_total", "Prompt tokens of finished requests.", ["model"], registry=r,
+            "flotilla_prompt_tokens_total",
+            "Prompt tokens of finished requests.",
+            ["model"],
+            registry=r,
         )
         self.generation_tokens_total = Counter(
-            "flotilla_generation_tokens_total", "Output tokens of finished requests.", ["model"], registry=r,
+            "flotilla_generation_tokens_total",
+            "Output tokens of finished requests.",
+            ["model"],
+            registry=r,
         )
         self.instance_running_requests = Gauge(
-            "flotilla_instance_running_requests", "Requests in an instance's running batch.",
-            ["instance"], registry=r,
+            "flotilla_instance_running_requests",
+            "Requests in an instance's running batch.",
+            ["instance"],
+            registry=r,
         )
         self.instance_waiting_requests = Gauge(
-            "flotilla_instance_waiting_requests", "Requests queued on an instance.", ["instance"], registry=r,
+            "flotilla_instance_waiting_requests",
+            "Requests queued on an instance.",
+            ["instance"],
+            registry=r,
         )
         self.instance_free_blocks = Gauge(
-            "flotilla_instance_free_blocks", "Free KV-cache blocks of an instance.", ["instance"], registry=r,
+            "flotilla_instance_free_blocks",
+            "Free KV-cache blocks of an instance.",
+            ["instance"],
+            registry=r,
         )
         self.scheduling_decision_seconds = Histogram(
-            "flotilla_scheduling_decision_seconds", "Time the scheduling framework took to place a request.",
-            buckets=DECISION_BUCKETS_S, registry=r,
+            "flotilla_scheduling_decision_seconds",
+            "Time the scheduling framework took to place a request.",
+            buckets=DECISION_BUCKETS_S,
+            registry=r,
         )
 
     def set_instances(self, views: Sequence[InstanceView]) -> None:
         """Replace the per-instance gauges with `views` (instances no longer present disappear)."""
-        for gauge in (self.instance_running_requests, self.instance_waiting_requests, self.instance_free_blocks):
+        for gauge in (
+            self.instance_running_requests,
+            self.instance_waiting_requests,
+            self.instance_free_blocks,
+        ):
             gauge.clear()
         for v in views:
             self.instance_running_requests.labels(instance=v.instance_id).set(v.running)

@@ -46,9 +46,7 @@ def _make(kind: str, name: str, factories: Mapping[str, Callable[[], T]], key: s
 def build_profile(name: str, spec: ProfileConfig) -> Profile:
     """Instantiate the plugins `spec` names. Raises ConfigError for an unknown plugin name."""
     key = f"scheduling.profiles.{name}"
-    filters = tuple(
-        NamedFilter(f, _make("filter", f, FILTERS, f"{key}.filters")) for f in spec.filters
-    )
+    filters = tuple(NamedFilter(f, _make("filter", f, FILTERS, f"{key}.filters")) for f in spec.filters)
     scorers = tuple(
         WeightedScorer(s, _make("scorer", s, SCORERS, f"{key}.scorers"), weight)
         for s, weight in spec.scorers.items()

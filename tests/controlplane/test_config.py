@@ -34,7 +34,9 @@ def test_defaults():
     assert cfg.cluster.num_cpus_per_instance == 1.0
     assert (cfg.gateway.host, cfg.gateway.port, cfg.gateway.default_profile) == ("127.0.0.1", 8000, "default")
     assert cfg.scheduling.profiles == {
-        "default": ProfileConfig(filters=("healthy",), scorers={"load": 1.0, "free_kv": 0.5}, picker="power_of_two")
+        "default": ProfileConfig(
+            filters=("healthy",), scorers={"load": 1.0, "free_kv": 0.5}, picker="power_of_two"
+        )
     }
     assert (cfg.metadata.backend, cfg.metadata.endpoints) == ("memory", ())
 
@@ -46,7 +48,14 @@ def test_file_then_overrides(tmp_path):
         "engine:\n  block_size: 32\ncluster:\n  runtime: local\n"
         "scheduling:\n  profiles:\n    rr: {picker: round_robin, filters: []}\n",
     )
-    cfg = load_config(path, {"engine.block_size": 8, "cluster.instances": "3", "scheduling.profiles.default.picker": "round_robin"})
+    cfg = load_config(
+        path,
+        {
+            "engine.block_size": 8,
+            "cluster.instances": "3",
+            "scheduling.profiles.default.picker": "round_robin",
+        },
+    )
     assert cfg.model.served_model_name == "llama"
     assert cfg.model.max_model_len == 512
     assert cfg.engine.block_size == 8
@@ -134,7 +143,10 @@ def test_unknown_override_key():
 
 
 def test_malformed_override_key():
-    assert _error(None, {"engine..seed": 1}) == "config error in overrides: 'engine..seed': not a dotted key path"
+    assert (
+        _error(None, {"engine..seed": 1})
+        == "config error in overrides: 'engine..seed': not a dotted key path"
+    )
 
 
 def test_conflicting_overrides():
@@ -144,7 +156,8 @@ def test_conflicting_overrides():
 
 def test_default_profile_must_exist():
     assert _error(None, {"gateway.default_profile": "pd"}) == (
-        "config error in overrides: gateway.default_profile: 'pd' is not a scheduling profile (configured: default)"
+        "config error in overrides: gateway.default_profile: 'pd' is not a scheduling profile "
+        "(configured: default)"
     )
 
 
@@ -164,8 +177,14 @@ def test_etcd_needs_endpoints():
 
 
 def test_parse_overrides():
-    assert parse_overrides(["engine.block_size=32", "model.served_name=llama", "metadata.endpoints=[a, b]",
-                            "engine.enable_prefix_caching=false"]) == {
+    assert parse_overrides(
+        [
+            "engine.block_size=32",
+            "model.served_name=llama",
+            "metadata.endpoints=[a, b]",
+            "engine.enable_prefix_caching=false",
+        ]
+    ) == {
         "engine.block_size": 32,
         "model.served_name": "llama",
         "metadata.endpoints": ["a", "b"],

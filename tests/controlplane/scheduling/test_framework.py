@@ -38,8 +38,9 @@ class RecordingPicker:
         return max(scored, key=lambda s: s.score).instance
 
 
-def _framework(scorers, picker, filters=(NamedFilter("healthy", HealthyFilter()),)):
-    return SchedulingFramework({"p": Profile("p", tuple(filters), tuple(scorers), picker)})
+def _framework(scorers, picker):
+    filters = (NamedFilter("healthy", HealthyFilter()),)
+    return SchedulingFramework({"p": Profile("p", filters, tuple(scorers), picker)})
 
 
 def test_weighted_sum_of_scores():
@@ -65,16 +66,20 @@ def test_zero_weight_scorer_has_no_effect():
 
 def test_scores_are_clamped_to_unit_interval():
     picker = RecordingPicker()
-    fw = _framework(
-        [WeightedScorer("x", FixedScorer({"a": 7.0, "b": -3.0, "c": float("nan")}), 2.0)], picker
-    )
+    fw = _framework([WeightedScorer("x", FixedScorer({"a": 7.0, "b": -3.0, "c": float("nan")}), 2.0)], picker)
     fw.schedule("p", REQ, [view("a"), view("b"), view("c")], random.Random(0))
     assert [s.score for s in picker.seen] == [2.0, 0.0, 0.0]
 
 
 def test_clamp_score():
     assert [clamp_score(v) for v in (-0.1, 0.0, 0.4, 1.0, 1.5, float("inf"), float("nan"))] == [
-        0.0, 0.0, 0.4, 1.0, 1.0, 1.0, 0.0,
+        0.0,
+        0.0,
+        0.4,
+        1.0,
+        1.0,
+        1.0,
+        0.0,
     ]
 
 

@@ -1,0 +1,111 @@
+"""From a validated request body to what the engine runs: prompt token ids and sampling settings.
+
+Checks what the schema cannot: the model name, an empty prompt, and that prompt + max_tokens fits
+the model's context. `max_tokens` defaults to the rest of the context. Chat prompts are the
+tokenizer's chat template, tokenized without adding special tokens again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
+from controlplane.errors import InvalidRequest, ModelNotFound
+from instances.types import SamplingParams
+
+
+class Tokenizer(Protocol):
+    """What the gateway needs of a tokenizer."""
+
+    eos_token_ids: Sequence[int]
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]: ...
+
+    def apply_chat_template(
+        self, messages: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str: ...
+
+    def id_to_token(self, token_id: int) -> str: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A request ready to schedule: prompt ids, sampling settings, priority and the tokenizer's EOS ids."""
+
+    prompt_token_ids: list[int]
+    sampling: SamplingParams
+    priority: int
+    eos_token_ids: tuple[int, ...]
+
+
+def _check_model(requested: str, served: str) -> None:
+    if requested != served:
+        raise ModelNotFound(
+            f"model {requested!r} does not exist; this server serves {served!r}", param="model"
+        )
+
+
+def _sampling(
+    req: SamplingFields, prompt_len: int, max_tokens: int | None, logprobs: int | None, max_model_len: int
+) -> SamplingParams:
+    if prompt_len == 0:
+        raise InvalidRequest("the prompt is empty", param="prompt")
+    if prompt_len >= max_model_len:
+        raise InvalidRequest(
+            f"the prompt has {prompt_len} tokens but this model's context is {max_model_len} tokens, "
+            "leaving no room for output; shorten the prompt",
+            param="prompt",
+        )
+    if max_tokens is None:
+        max_tokens = max_model_len - prompt_len
+    elif prompt_len + max_tokens > max_model_len:
+        raise InvalidRequest(
+            f"this model's maximum context length is {max_model_len} tokens, but {prompt_len + max_tokens} "
+            f"were requested ({prompt_len} in the prompt, {max_tokens} for output); "
+            "reduce the prompt or max_tokens",
+            param="max_tokens",
+        )
+    sampling = SamplingParams(
+        max_tokens=max_tokens,
+        temperature=req.temperature,
+        top_k=max(0, req.top_k),
+        top_p=req.top_p,
+        seed=req.seed,
+        stop=req.stop_strings,
+        stop_token_ids=tuple(req.stop_token_ids),
+        ignore_eos=req.ignore_eos,
+        logprobs=logprobs,
+    )
+    try:
+        sampling.validate()
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from e
+    return sampling
+
+
+def prepare_completion(
+    req: CompletionRequest, tokenizer: Tokenizer, model_name: str, max_model_len: int
+) -> Prepared:
+    """Tokenize a completion prompt (token-id prompts are used as given) and set sampling."""
+    _check_model(req.model, model_name)
+    ids = (
+        list(req.prompt)
+        if isinstance(req.prompt, list)
+        else tokenizer.encode(req.prompt, add_special_tokens=True)
+    )
+    sampling = _sampling(req, len(ids), req.max_tokens, req.logprobs, max_model_len)
+    return Prepared(ids, sampling, req.priority, tuple(tokenizer.eos_token_ids))
+
+
+def prepare_chat(
+    req: ChatCompletionRequest, tokenizer: Tokenizer, model_name: str, max_model_len: int
+) -> Prepared:
+    """Render the chat template, tokenize it and set sampling."""
+    _check_model(req.model, model_name)
+    messages = [{"role": m.role, "content": m.content or ""} for m in req.messages]
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    sampling = _sampling(req, len(ids), req.output_limit, req.num_logprobs, max_model_len)
+    return Prepared(ids, sampling, req.priority, tuple(tokenizer.eos_token_ids))

@@ -1,0 +1,70 @@
+import pytest
+
+from controlplane.api.prepare import prepare_chat, prepare_completion
+from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest
+from controlplane.errors import InvalidRequest, ModelNotFound
+from instances.types import SamplingParams
+from tests.controlplane.api.fakes import BOS, EOS, CharTokenizer
+
+
+class NoBosTokenizer(CharTokenizer):
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return super().encode(text, add_special_tokens=False)
+
+
+def _completion(**fields) -> CompletionRequest:
+    return CompletionRequest.model_validate({"model": "m", "prompt": "ab", **fields})
+
+
+def test_completion_tokenizes_with_special_tokens():
+    prepared = prepare_completion(_completion(max_tokens=3, priority=2), CharTokenizer(), "m", 10)
+    assert prepared.prompt_token_ids == [BOS, 97, 98]
+    assert prepared.sampling == SamplingParams(max_tokens=3)
+    assert prepared.priority == 2
+    assert prepared.eos_token_ids == (EOS,)
+
+
+def test_token_id_prompt_is_used_as_given():
+    prepared = prepare_completion(_completion(prompt=[7, 8]), CharTokenizer(), "m", 10)
+    assert prepared.prompt_token_ids == [7, 8]
+    assert prepared.sampling.max_tokens == 8
+
+
+def test_prompt_may_fill_all_but_one_position():
+    prepared = prepare_completion(_completion(prompt=[1] * 9), CharTokenizer(), "m", 10)
+    assert prepared.sampling.max_tokens == 1
+
+
+def test_chat_uses_template_without_adding_special_tokens():
+    req = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "q"}], "logprobs": True}
+    )
+    prepared = prepare_chat(req, CharTokenizer(), "m", 100)
+    assert prepared.prompt_token_ids == [ord(c) for c in "<user>q<assistant>"]
+    assert prepared.sampling.max_tokens == 100 - 18
+    assert prepared.sampling.logprobs == 0
+
+
+def test_unknown_model():
+    with pytest.raises(ModelNotFound) as info:
+        prepare_completion(_completion(model="x"), CharTokenizer(), "m", 10)
+    assert (info.value.message, info.value.param) == (
+        "model 'x' does not exist; this server serves 'm'",
+        "model",
+    )
+
+
+def test_empty_prompt():
+    with pytest.raises(InvalidRequest) as info:
+        prepare_completion(_completion(prompt=""), NoBosTokenizer(), "m", 10)
+    assert (info.value.message, info.value.param) == ("the prompt is empty", "prompt")
+
+
+def test_context_overflow_names_the_numbers():
+    with pytest.raises(InvalidRequest) as info:
+        prepare_completion(_completion(max_tokens=8), CharTokenizer(), "m", 10)
+    assert info.value.message == (
+        "this model's maximum context length is 10 tokens, but 11 were requested (3 in the prompt, "
+        "8 for output); reduce the prompt or max_tokens"
+    )
+    assert info.value.param == "max_tokens"
