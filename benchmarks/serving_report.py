@@ -44,6 +44,7 @@ def format_table(result: BenchmarkResult) -> str:
         _row("Successful requests:", m.completed),
         _row("Failed requests:", m.failed),
         _row("Benchmark duration (s):", f"{m.duration_s:.2f}"),
+        _row("Send lag P50 / P99 (ms):", "{:.2f} / {:.2f}".format(*_send_lag_ms(result.records))),
         _row("Total input tokens:", m.total_input),
         _row("Total generated tokens:", m.total_output),
         _row("Request throughput (req/s):", f"{m.request_throughput:.2f}"),
@@ -135,6 +136,13 @@ def _workload_rows(result: BenchmarkResult) -> list[str]:
         _row("Scaling:", f"rate x{w.rate_scale:g}, length x{w.length_scale:g}{caps}"),
         _row("Max concurrency:", result.config.max_concurrency or "unbounded"),
     ]
+
+
+def _send_lag_ms(records: tuple[RequestRecord, ...]) -> tuple[float, float]:
+    """P50 and P99 of send time - scheduled arrival: how far the client fell behind its schedule
+    (slot waits under a concurrency cap included)."""
+    lag = LatencyStats.of([r.outcome.timeline.send_s - r.arrival_s for r in records])
+    return lag.median_ms, lag.p99_ms
 
 
 def _error_rows(records: tuple[RequestRecord, ...], shown: int = 3) -> list[str]:
