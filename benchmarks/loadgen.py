@@ -91,8 +91,9 @@ async def run_benchmark(
 ) -> BenchmarkResult:
     """Build `config.workload` (named traces looked up in `data_dir`) and replay it.
 
-    Writes a progress line to `progress` while it runs, if given. Failed requests are recorded,
-    never raised. Raises FileNotFoundError / TraceFormatError when the trace cannot be loaded.
+    Writes a progress line to `progress` while it runs, if given. Connects directly (proxy
+    environment variables are ignored, as vLLM's aiohttp client does). Failed requests are
+    recorded, never raised. Raises FileNotFoundError / TraceFormatError when the trace cannot be loaded.
     """
     requests = build_workload(config.workload, data_dir)
     concurrency = config.max_concurrency or len(requests)
@@ -103,6 +104,7 @@ async def run_benchmark(
         limits=limits,
         timeout=httpx.Timeout(config.request_timeout_s, pool=None),
         headers=headers,
+        trust_env=False,  # no proxies from the environment: time the server, not a proxy
     ) as client:
         return await _replay(config, requests, client, concurrency, progress)
 
