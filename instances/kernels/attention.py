@@ -37,6 +37,8 @@ def paged_attention(
     Every sequence's keys and values must already be in `kv_cache` (call `write_kv` first for this
     step's tokens). Token j of sequence i's chunk sits at position
     `context_lens[i] - query_lens[i] + j` and attends to cache positions 0 ... that position.
+    Slots outside a sequence's context are read but masked, so they must hold finite values
+    (a zero-initialised cache and stale K/V of freed blocks both do).
     """
     out = torch.empty_like(q)
     starts = [0]

@@ -15,7 +15,7 @@ from instances.config import ModelConfig, RopeScaling
 
 def inv_frequencies(head_dim: int, theta: float, scaling: RopeScaling) -> torch.Tensor:
     """Inverse frequencies [head_dim // 2] (float32) for the given base and scaling."""
-    exponents = torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float() / head_dim
     inv_freq = 1.0 / (theta**exponents)
     if scaling.kind == "none":
         return inv_freq
@@ -40,22 +40,19 @@ def _llama3(inv_freq: torch.Tensor, s: RopeScaling) -> torch.Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
-class RotaryEmbedding(torch.nn.Module):
-    """Computes cos/sin for positions and rotates query/key heads.
+class RotaryEmbedding:
+    """cos/sin tables for positions.
 
-    The inverse frequencies are a non-persistent buffer, so they never appear in a state dict.
+    Deliberately not an nn.Module: the float32 inverse frequencies stay out of state dicts and
+    are neither cast by `model.to(dtype)` nor created on the meta device.
     """
 
-    inv_freq: torch.Tensor
-
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
-        inv = inv_frequencies(config.head_dim, config.rope_theta, config.rope_scaling)
-        self.register_buffer("inv_freq", inv, persistent=False)
+        self.inv_freq = inv_frequencies(config.head_dim, config.rope_theta, config.rope_scaling)
 
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin of shape [*positions.shape, head_dim], computed in float32, cast to `dtype`."""
-        freqs = positions.float()[..., None] * self.inv_freq.float()
+        freqs = positions.float()[..., None] * self.inv_freq.to(positions.device)
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)
 
