@@ -64,14 +64,22 @@ class CompletionFormat:
         self.request_id, self.model, self.created = request_id, model, created
         self.tokenizer, self.logprobs = tokenizer, logprobs
 
+    def _top(self, top: dict[int, float]) -> dict[str, float]:
+        """Alternatives keyed by token text; tokens with the same text (e.g. partial UTF-8 bytes,
+        all U+FFFD) keep the highest logprob among them."""
+        out: dict[str, float] = {}
+        for token_id, logprob in top.items():
+            text = self.tokenizer.id_to_token(token_id)
+            out[text] = max(logprob, out.get(text, logprob))
+        return out
+
     def _logprobs(self, lps: list[TokenLogprob]) -> CompletionLogprobs | None:
         if not self.logprobs:
             return None
-        tok = self.tokenizer.id_to_token
         return CompletionLogprobs(
-            tokens=[tok(lp.token_id) for lp in lps],
+            tokens=[self.tokenizer.id_to_token(lp.token_id) for lp in lps],
             token_logprobs=[lp.logprob for lp in lps],
-            top_logprobs=[{tok(t): v for t, v in lp.top.items()} for lp in lps],
+            top_logprobs=[self._top(lp.top) for lp in lps],
         )
 
     def _body(self, choices: list[CompletionChoice], usage: Usage | None = None) -> CompletionResponse:

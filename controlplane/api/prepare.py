@@ -1,8 +1,8 @@
 """From a validated request body to what the engine runs: prompt token ids and sampling settings.
 
-Checks what the schema cannot: the model name, an empty prompt, and that prompt + max_tokens fits
-the model's context. `max_tokens` defaults to the rest of the context. Chat prompts are the
-tokenizer's chat template, tokenized without adding special tokens again.
+Checks what the schema cannot: the model name, token ids within the vocabulary, an empty prompt, and
+that prompt + max_tokens fits the model's context. `max_tokens` defaults to the rest of the context.
+Chat prompts are the tokenizer's chat template, tokenized without adding special tokens again.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ class Tokenizer(Protocol):
     """What the gateway needs of a tokenizer."""
 
     eos_token_ids: Sequence[int]
+    vocab_size: int
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]: ...
 
@@ -88,13 +89,19 @@ def _sampling(
 def prepare_completion(
     req: CompletionRequest, tokenizer: Tokenizer, model_name: str, max_model_len: int
 ) -> Prepared:
-    """Tokenize a completion prompt (token-id prompts are used as given) and set sampling."""
+    """Tokenize a completion prompt (token-id prompts are used as given, after a range check)."""
     _check_model(req.model, model_name)
-    ids = (
-        list(req.prompt)
-        if isinstance(req.prompt, list)
-        else tokenizer.encode(req.prompt, add_special_tokens=True)
-    )
+    if isinstance(req.prompt, list):
+        ids = list(req.prompt)
+        out_of_range = [t for t in ids if t >= tokenizer.vocab_size]
+        if out_of_range:
+            raise InvalidRequest(
+                f"prompt: token id {out_of_range[0]} is out of range "
+                f"(the vocabulary has {tokenizer.vocab_size} tokens)",
+                param="prompt",
+            )
+    else:
+        ids = tokenizer.encode(req.prompt, add_special_tokens=True)
     sampling = _sampling(req, len(ids), req.max_tokens, req.logprobs, max_model_len)
     return Prepared(ids, sampling, req.priority, tuple(tokenizer.eos_token_ids))
 

@@ -21,6 +21,7 @@ class CharTokenizer:
     """One token per character (its code point), BOS prepended when special tokens are added."""
 
     eos_token_ids = (EOS,)
+    vocab_size = 0x110000
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return ([BOS] if add_special_tokens else []) + [ord(c) for c in text]

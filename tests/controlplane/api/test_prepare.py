@@ -68,3 +68,12 @@ def test_context_overflow_names_the_numbers():
         "8 for output); reduce the prompt or max_tokens"
     )
     assert info.value.param == "max_tokens"
+
+
+def test_token_ids_must_be_in_the_vocabulary():
+    with pytest.raises(InvalidRequest) as info:
+        prepare_completion(_completion(prompt=[5, 0x110000]), CharTokenizer(), "m", 10)
+    assert (
+        info.value.message == "prompt: token id 1114112 is out of range (the vocabulary has 1114112 tokens)"
+    )
+    assert info.value.param == "prompt"
