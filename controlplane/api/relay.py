@@ -154,7 +154,10 @@ class Dispatcher:
         self.clock = clock
 
     def start(self, request_id: str, prepared: Prepared, arrival_s: float) -> Run:
-        """Choose an instance for the request (NoCapacity if none can take it) and return its Run."""
+        """Choose an instance for the request (NoCapacity if none can take it) and return its Run.
+
+        Every decision is timed, failed ones included.
+        """
         view = RequestView(
             request_id=request_id,
             num_prompt_tokens=len(prepared.prompt_token_ids),
@@ -162,8 +165,10 @@ class Dispatcher:
             priority=prepared.priority,
         )
         began = self.clock()
-        instance = self.framework.schedule(self.profile, view, self.cluster.views(), self.rng)
-        self.metrics.scheduling_decision_seconds.observe(self.clock() - began)
+        try:
+            instance = self.framework.schedule(self.profile, view, self.cluster.views(), self.rng)
+        finally:
+            self.metrics.scheduling_decision_seconds.observe(self.clock() - began)
         return Run(
             request_id,
             instance.instance_id,

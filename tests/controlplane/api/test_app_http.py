@@ -318,6 +318,7 @@ async def test_no_healthy_instance_is_503(harness: Harness):
         "filter 'healthy' of profile 'default' rejected all 1 candidates"
     )
     assert harness.cluster.requests == []
+    assert harness.sample("flotilla_scheduling_decision_seconds_count") == 1
 
 
 @pytest.mark.parametrize(
