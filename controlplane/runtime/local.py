@@ -9,6 +9,7 @@ cache.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import AsyncIterator
 
 import torch
@@ -97,8 +98,10 @@ class LocalCluster:
             raise InvalidRequest(str(e)) from e
         # no await between submit and open: the replica cannot push a chunk before the stream exists
         self.router.open(request.request_id, instance_id)
-        async for chunk in self.router.stream(request.request_id, lambda: self.abort(instance_id, request.request_id)):
-            yield chunk
+        stream = self.router.stream(request.request_id, lambda: self.abort(instance_id, request.request_id))
+        async with contextlib.aclosing(stream):  # closing us closes it at once: the abort is immediate
+            async for chunk in stream:
+                yield chunk
 
     async def abort(self, instance_id: str, request_id: str) -> None:
         self._loop(instance_id).abort(request_id)

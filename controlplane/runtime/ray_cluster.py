@@ -12,6 +12,7 @@ Implements `controlplane.runtime.base.Cluster`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import uuid
@@ -100,8 +101,10 @@ class RayCluster:
             raise InvalidRequest(error)
         inst.pending_requests += 1
         inst.pending_tokens += len(request.prompt_token_ids)
-        async for chunk in self.router.stream(rid, lambda: self.abort(instance_id, rid)):
-            yield chunk
+        stream = self.router.stream(rid, lambda: self.abort(instance_id, rid))
+        async with contextlib.aclosing(stream):  # closing us closes it at once: the abort is immediate
+            async for chunk in stream:
+                yield chunk
 
     async def abort(self, instance_id: str, request_id: str) -> None:
         inst = self.instances.get(instance_id)
