@@ -7,7 +7,7 @@ same leading shape. That keeps one set of projections for the dense and the page
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

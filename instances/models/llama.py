@@ -6,7 +6,7 @@ Parameter names equal Hugging Face's `LlamaForCausalLM`, so an HF state dict loa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

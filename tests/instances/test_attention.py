@@ -50,12 +50,12 @@ def test_mixed_batch_matches_reference() -> None:
     kv = [(torch.randn(ctx, KV_HEADS, DIM, generator=g), torch.randn(ctx, KV_HEADS, DIM, generator=g))
           for _, ctx, _ in seqs]
     # Earlier steps' tokens are already cached; this step's are written by write_kv below.
-    for (blocks, ctx, n), (k, v) in zip(seqs, kv):
+    for (blocks, ctx, n), (k, v) in zip(seqs, kv, strict=True):
         old = torch.tensor(_slots(blocks, 0, ctx - n), dtype=torch.long)
         write_kv(cache, k[: ctx - n], v[: ctx - n], old)
     new_slots = torch.tensor([s for b, ctx, n in seqs for s in _slots(b, ctx - n, ctx)], dtype=torch.long)
-    write_kv(cache, torch.cat([k[ctx - n :] for (k, _), (_, ctx, n) in zip(kv, seqs)]),
-             torch.cat([v[ctx - n :] for (_, v), (_, ctx, n) in zip(kv, seqs)]), new_slots)
+    write_kv(cache, torch.cat([k[ctx - n :] for (k, _), (_, ctx, n) in zip(kv, seqs, strict=True)]),
+             torch.cat([v[ctx - n :] for (_, v), (_, ctx, n) in zip(kv, seqs, strict=True)]), new_slots)
     tables = torch.zeros(len(seqs), 4, dtype=torch.int32)
     for i, (blocks, _, _) in enumerate(seqs):
         tables[i, : len(blocks)] = torch.tensor(blocks)
@@ -66,7 +66,7 @@ def test_mixed_batch_matches_reference() -> None:
     q = torch.randn(sum(meta.query_lens), HEADS, DIM, generator=g)
     out = paged_attention(q, cache, meta, 1 / math.sqrt(DIM))
     row = 0
-    for (_, ctx, n), (k, v) in zip(seqs, kv):
+    for (_, ctx, n), (k, v) in zip(seqs, kv, strict=True):
         ref = _reference(q[row : row + n], k, v, ctx - n)
         assert (out[row : row + n] - ref).abs().max().item() < 1e-5
         row += n

@@ -13,7 +13,7 @@ from controlplane.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
 from instances.weights.gguf_loader import load_gguf, unpermute_qk
-from tests.instances.gguf_fixtures import Q, VOCAB_SIZE, llamacpp_permute, reference_dequantize, write_llama_gguf
+from tests.instances.gguf_fixtures import VOCAB_SIZE, Q, llamacpp_permute, reference_dequantize, write_llama_gguf
 
 
 def _config(tied: bool = False) -> ModelConfig:
@@ -116,7 +116,8 @@ def test_rejections(tmp_path: Path) -> None:
     write_llama_gguf(tmp_path / "r.gguf", config, state, extra_tensors=freqs)
     with pytest.raises(ModelLoadError, match="rope_freqs"):
         load_gguf(tmp_path / "r.gguf", "r")
-    write_llama_gguf(tmp_path / "x.gguf", config, state, extra_tensors={"blk.0.attn_qkv.weight": np.ones(4, np.float32)})
+    fused = {"blk.0.attn_qkv.weight": np.ones(4, np.float32)}
+    write_llama_gguf(tmp_path / "x.gguf", config, state, extra_tensors=fused)
     with pytest.raises(ModelLoadError, match="unexpected tensor 'blk.0.attn_qkv.weight'"):
         load_gguf(tmp_path / "x.gguf", "x")
     with pytest.raises(ModelLoadError, match="does not exist"):

@@ -50,7 +50,7 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
     """Weights large enough that attention is sharp, so RoPE errors show in the logits."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
             else:

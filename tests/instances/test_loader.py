@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import AddedToken
+from tokenizers import AddedToken, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as Backend
-from tokenizers import decoders, models, pre_tokenizers
 from transformers import LlamaConfig
 from transformers import LlamaForCausalLM as HFLlama
 
@@ -19,7 +18,7 @@ from controlplane.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
 from instances.models.loader import LoadedModel, load_model, smollm2_path
-from tests.instances.gguf_fixtures import Q, VOCAB_SIZE, byte_chars, write_llama_gguf
+from tests.instances.gguf_fixtures import VOCAB_SIZE, Q, byte_chars, write_llama_gguf
 
 TOL = 1e-4
 

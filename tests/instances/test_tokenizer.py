@@ -9,17 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import AddedToken
+from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as Backend
-from tokenizers import decoders, models, pre_tokenizers, processors
 
 from controlplane.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
 from instances.models.loader import smollm2_path
-from instances.tokenizer import CHATML_TEMPLATE, Tokenizer
+from instances.tokenizer import Tokenizer
 from instances.weights.gguf_loader import open_gguf
-from tests.instances.gguf_fixtures import Q, VOCAB_SIZE, byte_chars, write_llama_gguf
+from tests.instances.gguf_fixtures import VOCAB_SIZE, Q, byte_chars, write_llama_gguf
 
 # Strings on which transformers' GGUF tokenizer and llama.cpp's "smollm" pre-tokenizer agree.
 AGREED = [
@@ -97,7 +96,7 @@ def _fixture_tokenizer(tmp_path: Path, pre: str = "smollm") -> Tokenizer:
 def test_gguf_added_tokens_merges_and_digits(tmp_path: Path) -> None:
     tok = _fixture_tokenizer(tmp_path)
     byte = {c: i for i, c in enumerate(byte_chars())}
-    the, twelve, start, end, think = 258, 259, 260, 261, 262
+    the, start, end, think = 258, 260, 261, 262
     assert tok.encode(" the") == [the]
     assert tok.encode("12") == [byte["1"], byte["2"]]  # digits split before BPE: merge "1 2" unused
     assert tok.encode("<|im_start|>x<think>") == [start, byte["x"], think]
@@ -111,7 +110,7 @@ def test_gguf_added_tokens_merges_and_digits(tmp_path: Path) -> None:
 
 
 def test_gguf_gpt2_pre_tokenizer_merges_digits(tmp_path: Path) -> None:
-    assert _fixture_tokenizer(tmp_path, pre="gpt2").encode("12") == [259]
+    assert _fixture_tokenizer(tmp_path, pre="gpt2").encode("12") == [259]  # the merged "12" token
 
 
 def test_gguf_unsupported_pre_tokenizer(tmp_path: Path) -> None:
