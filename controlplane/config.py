@@ -97,13 +97,6 @@ class SchedulingSection(_Section):
     profiles: dict[str, ProfileConfig] = Field(default_factory=_default_profiles)
 
 
-class MetadataSection(_Section):
-    """Membership / desired-state store: in-memory for one process, or etcd at `endpoints`."""
-
-    backend: Literal["memory", "etcd"] = "memory"
-    endpoints: tuple[str, ...] = ()
-
-
 class FlotillaConfig(_Section):
     """The whole configuration tree."""
 
@@ -112,7 +105,6 @@ class FlotillaConfig(_Section):
     cluster: ClusterSection = Field(default_factory=ClusterSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     scheduling: SchedulingSection = Field(default_factory=SchedulingSection)
-    metadata: MetadataSection = Field(default_factory=MetadataSection)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> FlotillaConfig:
@@ -129,10 +121,6 @@ class FlotillaConfig(_Section):
                 "model.max_model_len: {n} exceeds the KV pool of {pool} tokens "
                 "(engine.num_blocks x engine.block_size)",
                 {"n": self.model.max_model_len, "pool": pool},
-            )
-        if self.metadata.backend == "etcd" and not self.metadata.endpoints:
-            raise PydanticCustomError(
-                "no_endpoints", "metadata.endpoints: the etcd backend needs at least one endpoint"
             )
         return self
 

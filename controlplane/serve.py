@@ -87,8 +87,6 @@ async def ask_once(base_url: str, model: str, text: str) -> str:
 
 async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
     """Serve until interrupted. Progress goes to stderr; `ask`'s answer to stdout."""
-    if config.metadata.backend != "memory":
-        raise ConfigError("config error: metadata.backend: only 'memory' is available in this release")
     host, port = config.gateway.host, config.gateway.port
     sock = bind(host, port)
     progress(f"loading {config.model.name_or_path} ...")

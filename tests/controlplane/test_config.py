@@ -38,7 +38,6 @@ def test_defaults():
             filters=("healthy",), scorers={"load": 1.0, "free_kv": 0.5}, picker="power_of_two"
         )
     }
-    assert (cfg.metadata.backend, cfg.metadata.endpoints) == ("memory", ())
 
 
 def test_file_then_overrides(tmp_path):
@@ -166,14 +165,6 @@ def test_max_model_len_must_fit_the_kv_pool():
         "config error in overrides: model.max_model_len: 65 exceeds the KV pool of 64 tokens "
         "(engine.num_blocks x engine.block_size)"
     )
-
-
-def test_etcd_needs_endpoints():
-    assert _error(None, {"metadata.backend": "etcd"}) == (
-        "config error in overrides: metadata.endpoints: the etcd backend needs at least one endpoint"
-    )
-    cfg = load_config(None, {"metadata.backend": "etcd", "metadata.endpoints": ["http://e:2379"]})
-    assert cfg.metadata.endpoints == ("http://e:2379",)
 
 
 def test_parse_overrides():
