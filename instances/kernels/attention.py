@@ -40,14 +40,16 @@ def paged_attention(
     Slots outside a sequence's context are read but masked, so they must hold finite values
     (a zero-initialised cache and stale K/V of freed blocks both do).
     """
+    decodes = [i for i, n in enumerate(meta.query_lens) if n == 1]
+    if len(decodes) == meta.num_seqs:  # a pure decode batch: one row per sequence, in order
+        return _decode_attention(q, kv_cache, meta, decodes, scale)
     out = torch.empty_like(q)
     starts = [0]
     for n in meta.query_lens:
         starts.append(starts[-1] + n)
-    decodes = [i for i, n in enumerate(meta.query_lens) if n == 1]
     if decodes:
         rows = torch.tensor([starts[i] for i in decodes], dtype=torch.long)
-        out[rows] = _decode_attention(q[rows], kv_cache, meta, decodes, scale)
+        out.index_copy_(0, rows, _decode_attention(q[rows], kv_cache, meta, decodes, scale))
     for i, n in enumerate(meta.query_lens):
         if n > 1:
             out[starts[i] : starts[i + 1]] = _chunk_attention(

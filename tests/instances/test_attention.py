@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from instances.kernels.attention import paged_attention, write_kv
@@ -37,16 +38,21 @@ def test_write_kv_places_tokens_at_slots_only() -> None:
     assert int((cache != 0).any(dim=(-1, -2)).sum()) == 6  # 3 slots x (K, V), nothing else
 
 
-def test_mixed_batch_matches_reference() -> None:
-    """Decodes with different lengths, a first chunk and a mid-sequence chunk, in one batch.
+# Sequences as (block ids, context length after this step, new tokens this step).
+MIXED = [([9, 3, 20], 11, 1), ([4], 2, 1), ([0, 14, 7, 1], 13, 6), ([18, 2], 5, 5), ([11, 6], 8, 1)]
+DECODES = [([9, 3, 20], 11, 1), ([4], 1, 1), ([0, 14, 7, 1], 16, 1)]
+
+
+@pytest.mark.parametrize("seqs", [MIXED, DECODES], ids=["mixed", "decodes"])
+def test_batch_matches_reference(seqs: list[tuple[list[int], int, int]]) -> None:
+    """Decodes with different lengths, a first chunk and a mid-sequence chunk, in one batch;
+    and a batch of decodes only (its own fast path).
 
     The cache starts as random garbage, so reading anything past a context or outside a
     sequence's blocks (including the 0-padding of the block table) would change the output.
     """
     g = torch.Generator().manual_seed(0)
     cache = torch.randn(2, NUM_BLOCKS, BLOCK, KV_HEADS, DIM, generator=g)
-    # (block ids, context length after this step, new tokens this step)
-    seqs = [([9, 3, 20], 11, 1), ([4], 2, 1), ([0, 14, 7, 1], 13, 6), ([18, 2], 5, 5), ([11, 6], 8, 1)]
     kv = [(torch.randn(ctx, KV_HEADS, DIM, generator=g), torch.randn(ctx, KV_HEADS, DIM, generator=g))
           for _, ctx, _ in seqs]
     # Earlier steps' tokens are already cached; this step's are written by write_kv below.
