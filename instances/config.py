@@ -51,7 +51,14 @@ class ModelConfig:
 
     @classmethod
     def from_hf_dict(cls, cfg: dict[str, Any], name: str = "llama") -> ModelConfig:
-        """Build from a Hugging Face `config.json` dict of a Llama-family model."""
+        """Build from a Hugging Face `config.json` dict of a Llama-family model.
+
+        Reads `rope_theta` + `rope_scaling`, or transformers-5's `rope_parameters` (which holds both).
+        """
+        params = cfg.get("rope_parameters")
+        if isinstance(params, dict) and "rope_theta" not in cfg and "rope_scaling" not in cfg:
+            scaling_keys = {k: v for k, v in params.items() if k != "rope_theta"}
+            cfg = {**cfg, "rope_theta": params.get("rope_theta", 10000.0), "rope_scaling": scaling_keys}
         rs = cfg.get("rope_scaling") or {}
         kind = rs.get("rope_type", rs.get("type", "none")) if rs else "none"
         if kind not in ("none", "default", "linear", "llama3"):

@@ -31,19 +31,9 @@ def read_hf_config(directory: Path, name: str) -> ModelConfig:
             f"models (model_type {', '.join(_LLAMA_TYPES)})"
         )
     try:
-        return ModelConfig.from_hf_dict(_legacy_rope_keys(raw), name=name)
+        return ModelConfig.from_hf_dict(raw, name=name)
     except (KeyError, ValueError, TypeError) as e:
         raise ModelLoadError(f"{directory}/config.json is not a usable Llama config: {e!r}") from e
-
-
-def _legacy_rope_keys(raw: dict[str, Any]) -> dict[str, Any]:
-    """transformers >= 5 writes `rope_parameters` ({rope_type, rope_theta, factor...}) instead of
-    `rope_theta` + `rope_scaling`; map it back to the keys `ModelConfig.from_hf_dict` reads."""
-    params = raw.get("rope_parameters")
-    if not isinstance(params, dict) or "rope_theta" in raw or "rope_scaling" in raw:
-        return raw
-    legacy = {k: v for k, v in params.items() if k != "rope_theta"}
-    return {**raw, "rope_theta": params.get("rope_theta", 10000.0), "rope_scaling": legacy}
 
 
 def read_hf_tensors(directory: Path) -> dict[str, torch.Tensor]:
