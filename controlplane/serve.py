@@ -7,7 +7,6 @@ import socket
 import sys
 
 import httpx
-import torch
 import uvicorn
 
 from controlplane.api.app import create_app
@@ -20,7 +19,7 @@ from controlplane.runtime.ray_cluster import RayCluster
 from controlplane.scheduling.registry import build_framework
 from instances.config import ModelConfig
 from instances.engine.config import EngineConfig
-from instances.models.loader import LoadedModel, load_model
+from instances.models.loader import load_frontend
 from instances.replica import ReplicaSpec
 
 
@@ -47,11 +46,11 @@ def engine_config(config: FlotillaConfig, model: ModelConfig) -> EngineConfig:
     )
 
 
-async def start_cluster(config: FlotillaConfig, engine: EngineConfig, loaded: LoadedModel) -> Cluster:
+async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> Cluster:
     """Start `cluster.instances` replicas on the configured runtime."""
     n, spec = config.cluster.instances, config.model.name_or_path
     if config.cluster.runtime == "local":
-        return await LocalCluster.create(spec, n, engine, loaded=loaded)
+        return await LocalCluster.create(spec, n, engine, dtype=config.model.dtype)
     specs = [
         ReplicaSpec(instance_id=f"instance-{i}", model=spec, engine=engine, dtype=config.model.dtype,
                     torch_threads=max(1, int(config.cluster.num_cpus_per_instance)))
@@ -90,13 +89,13 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
     host, port = config.gateway.host, config.gateway.port
     sock = bind(host, port)
     progress(f"loading {config.model.name_or_path} ...")
-    loaded = await asyncio.to_thread(load_model, config.model.name_or_path, getattr(torch, config.model.dtype))
-    engine = engine_config(config, loaded.config)
+    frontend = await asyncio.to_thread(load_frontend, config.model.name_or_path)
+    engine = engine_config(config, frontend.config)
     progress(f"starting {config.cluster.instances} instance(s) on the {config.cluster.runtime} runtime ...")
-    cluster = await start_cluster(config, engine, loaded)
+    cluster = await start_cluster(config, engine)
     name = config.model.served_model_name
     app = create_app(
-        cluster=cluster, tokenizer=loaded.tokenizer, model_name=name, max_model_len=engine.max_model_len,
+        cluster=cluster, tokenizer=frontend.tokenizer, model_name=name, max_model_len=engine.max_model_len,
         framework=build_framework(config.scheduling.profiles), profile=config.gateway.default_profile,
         metrics=Metrics(),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import torch
 
@@ -66,10 +66,11 @@ class LocalCluster:
 
     @classmethod
     async def create(
-        cls, model: str, num_instances: int, engine: EngineConfig, *, loaded: LoadedModel | None = None
+        cls, model: str, num_instances: int, engine: EngineConfig, *, dtype: str = "float32",
+        loaded: LoadedModel | None = None,
     ) -> LocalCluster:
-        """Load `model` once (unless `loaded` is given) and start `num_instances` replicas."""
-        loaded = loaded or await asyncio.to_thread(load_model, model, torch.float32)
+        """Load `model` once in `dtype` (unless `loaded` is given) and start `num_instances` replicas."""
+        loaded = loaded or await asyncio.to_thread(load_model, model, getattr(torch, dtype))
         router = StreamRouter()
         loops = {}
         for i in range(num_instances):

@@ -20,7 +20,7 @@ from controlplane.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
 from instances.tokenizer import Tokenizer
-from instances.weights.gguf_loader import load_gguf
+from instances.weights.gguf_loader import load_gguf, open_gguf, read_config
 from instances.weights.safetensors_loader import read_hf_config, read_hf_tensors
 
 SMOLLM2 = "smollm2-135m"
@@ -45,22 +45,57 @@ class LoadedModel:
     name: str
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load `spec` (see the module docstring) with parameters in `dtype`; ModelLoadError on failure."""
+@dataclass
+class ModelFrontend:
+    """What a gateway needs of a model: its config (eos ids merged as in `LoadedModel`) and tokenizer."""
+
+    config: ModelConfig
+    tokenizer: Tokenizer
+    name: str
+
+
+def _resolve(spec: str) -> tuple[str, Path | None, str]:
+    """(kind, path, name) of `spec`, kind one of tiny, gguf, hf; ModelLoadError if unusable."""
     if spec == SMOLLM2:
-        return _from_gguf(smollm2_path(), SMOLLM2, dtype)
+        return "gguf", smollm2_path(), SMOLLM2
     if spec == TINY:
-        return _tiny(dtype)
+        return "tiny", None, TINY
     path = Path(spec).expanduser()
     if path.is_dir():
-        return _from_hf_dir(path, dtype)
+        return "hf", path, path.resolve().name
     if path.is_file() and path.suffix == ".gguf":
-        return _from_gguf(path, path.stem, dtype)
+        return "gguf", path, path.stem
     if path.is_file():
         raise ModelLoadError(f"{spec!r} is a file but not a .gguf; {ACCEPTED}")
     if "/" in spec or spec.endswith(".gguf"):
         raise ModelLoadError(f"{spec!r} does not exist (models load from local paths only); {ACCEPTED}")
     raise ModelLoadError(f"unknown model {spec!r}; {ACCEPTED}")
+
+
+def load_frontend(spec: str) -> ModelFrontend:
+    """Config and tokenizer of `spec` without reading its weights; ModelLoadError on failure."""
+    kind, path, name = _resolve(spec)
+    if kind == "tiny":
+        tokenizer = Tokenizer.byte_level()
+        return ModelFrontend(_tiny_model_config(tokenizer), tokenizer, TINY)
+    assert path is not None
+    if kind == "gguf":
+        reader = open_gguf(path)
+        tokenizer = Tokenizer.from_gguf(reader)
+        return ModelFrontend(_merge_eos(read_config(reader, name), tokenizer), tokenizer, name)
+    tokenizer = Tokenizer.from_file(path)
+    return ModelFrontend(_merge_eos(read_hf_config(path, name), tokenizer), tokenizer, name)
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load `spec` (see the module docstring) with parameters in `dtype`; ModelLoadError on failure."""
+    kind, path, name = _resolve(spec)
+    if kind == "tiny":
+        return _tiny(dtype)
+    assert path is not None
+    if kind == "gguf":
+        return _from_gguf(path, name, dtype)
+    return _from_hf_dir(path, name, dtype)
 
 
 def smollm2_path() -> Path:
@@ -88,12 +123,16 @@ def tiny_config(vocab_size: int) -> ModelConfig:
     )
 
 
-def _tiny(dtype: torch.dtype) -> LoadedModel:
-    tokenizer = Tokenizer.byte_level()
-    config = dataclasses.replace(
+def _tiny_model_config(tokenizer: Tokenizer) -> ModelConfig:
+    return dataclasses.replace(
         tiny_config(tokenizer.vocab_size),
         bos_token_id=tokenizer.bos_token_id, eos_token_ids=tokenizer.eos_token_ids,
     )
+
+
+def _tiny(dtype: torch.dtype) -> LoadedModel:
+    tokenizer = Tokenizer.byte_level()
+    config = _tiny_model_config(tokenizer)
     model = LlamaForCausalLM(config)
     g = torch.Generator().manual_seed(TINY_SEED)
     with torch.no_grad():
@@ -111,11 +150,16 @@ def _from_gguf(path: Path, name: str, dtype: torch.dtype) -> LoadedModel:
     return _assemble(ckpt.config, ckpt.tensors, tokenizer, name, dtype)
 
 
-def _from_hf_dir(path: Path, dtype: torch.dtype) -> LoadedModel:
-    name = path.resolve().name
+def _from_hf_dir(path: Path, name: str, dtype: torch.dtype) -> LoadedModel:
     config = read_hf_config(path, name)
     tokenizer = Tokenizer.from_file(path)
     return _assemble(config, read_hf_tensors(path), tokenizer, name, dtype)
+
+
+def _merge_eos(config: ModelConfig, tokenizer: Tokenizer) -> ModelConfig:
+    """The config with every eos id of the config and of the tokenizer."""
+    eos = tuple(dict.fromkeys(config.eos_token_ids + tokenizer.eos_token_ids))
+    return dataclasses.replace(config, eos_token_ids=eos)
 
 
 def _assemble(
@@ -127,8 +171,7 @@ def _assemble(
             f"the tokenizer of {name!r} has {tokenizer.vocab_size} tokens but the model only "
             f"{config.vocab_size} embeddings; the tokenizer does not belong to this checkpoint"
         )
-    eos = tuple(dict.fromkeys(config.eos_token_ids + tokenizer.eos_token_ids))
-    config = dataclasses.replace(config, eos_token_ids=eos)
+    config = _merge_eos(config, tokenizer)
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     expected = set(model.state_dict())

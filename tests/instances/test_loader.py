@@ -17,7 +17,7 @@ from transformers import LlamaForCausalLM as HFLlama
 from controlplane.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
-from instances.models.loader import LoadedModel, load_model, smollm2_path
+from instances.models.loader import LoadedModel, load_frontend, load_model, smollm2_path
 from tests.instances.gguf_fixtures import VOCAB_SIZE, Q, byte_chars, write_llama_gguf
 
 TOL = 1e-4
@@ -155,3 +155,11 @@ def test_smollm2_answers_paris(smollm2: LoadedModel) -> None:
         for _ in range(10):
             ids.append(int(smollm2.model.forward_dense(torch.tensor([ids]))[0, -1].argmax()))
     assert "Paris" in tok.decode(ids[prompt_len:])
+
+
+@pytest.mark.parametrize("spec", ["tiny-llama", "smollm2-135m"])
+def test_frontend_equals_the_full_load_without_weights(spec):
+    full, front = load_model(spec), load_frontend(spec)
+    assert front.config == full.config and front.name == full.name
+    text = "What is the capital of France? 1234"
+    assert front.tokenizer.encode(text) == full.tokenizer.encode(text)
