@@ -83,14 +83,11 @@ class InstanceActor:
         if not self._outbox[gateway_id]:
             try:
                 await asyncio.wait_for(ready.wait(), timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # an empty answer still carries fresh stats
         ready.clear()
         chunks, self._outbox[gateway_id] = self._outbox[gateway_id], []
         return chunks, loop.stats()
-
-    async def stats(self) -> InstanceStats:
-        return self._step_loop().stats()
 
 
 RemoteInstanceActor = ray.remote(InstanceActor)

@@ -8,8 +8,8 @@ replica is touched by one thread at a time: `apply` and `step` never overlap.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from instances.replica import Replica
 from instances.types import EngineRequest, GenerationChunk, InstanceStats

@@ -7,7 +7,8 @@ instances are run: it reads instance views, streams a request's chunks, and abor
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Protocol
+from collections.abc import AsyncIterator
+from typing import Protocol
 
 from controlplane.scheduling.types import InstanceView
 from instances.types import EngineRequest, GenerationChunk

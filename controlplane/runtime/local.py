@@ -82,9 +82,6 @@ class LocalCluster:
     def views(self) -> list[InstanceView]:
         return [view_of(lp.stats()) for lp in self.loops.values()]
 
-    def stats(self, instance_id: str) -> InstanceStats:
-        return self._loop(instance_id).stats()
-
     def _loop(self, instance_id: str) -> StepLoop:
         lp = self.loops.get(instance_id)
         if lp is None:

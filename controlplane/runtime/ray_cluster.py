@@ -16,8 +16,8 @@ import contextlib
 import math
 import os
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import AsyncIterator
 
 import ray
 from ray.exceptions import RayActorError, RayError

@@ -9,8 +9,8 @@ lost.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable
 
 from controlplane.errors import FlotillaError, InstanceUnavailable
 from instances.types import GenerationChunk
@@ -74,9 +74,6 @@ class StreamRouter:
             if st.instance_id == instance_id and not st.finished:
                 st.finished = True
                 st.queue.put_nowait(error)
-
-    def request_ids(self, instance_id: str) -> list[str]:
-        return [rid for rid, st in self._streams.items() if st.instance_id == instance_id]
 
     async def stream(
         self, request_id: str, abort: Callable[[], Awaitable[None]]

@@ -15,7 +15,7 @@ Mechanism only: the scheduler decides who gets blocks, this module keeps the boo
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence as Seq
+from collections.abc import Sequence as Seq
 
 from instances.engine.sequence import Sequence
 from kvstore.block_keys import BlockHash
@@ -39,10 +39,6 @@ class BlockManager:
     def num_free_blocks(self) -> int:
         """Blocks that can be allocated now (free, cached or not)."""
         return len(self.free_queue)
-
-    def blocks_needed(self, seq: Sequence, num_tokens: int) -> int:
-        """New blocks `seq` needs to hold `num_tokens` tokens in total."""
-        return max(0, -(-num_tokens // self.block_size) - len(seq.block_ids))
 
     def find_cached_prefix(self, seq: Sequence) -> list[int]:
         """Block ids of the longest cached prefix of `seq`'s full blocks.
@@ -111,11 +107,6 @@ class BlockManager:
             if self.ref_counts[b] == 0:
                 self.free_queue[b] = None
         seq.block_ids = []
-
-    def reset_prefix_cache(self) -> None:
-        """Forget every cached hash (blocks in use keep their data)."""
-        self.cached.clear()
-        self.block_hash = [None] * self.num_blocks
 
     def _evict(self, block: int) -> None:
         h = self.block_hash[block]

@@ -7,7 +7,7 @@ wall clock itself: the clock used to time steps is injected.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from instances.engine.config import EngineConfig
 from instances.engine.executor import Executor
@@ -109,6 +109,9 @@ class Engine:
     def stats(self) -> InstanceStats:
         s = self.scheduler
         waiting = [item[1] for item in s.waiting]
+        # tokens still to prefill: all of a waiting sequence's, the rest of a running one's chunked
+        # prompt (a running decode has exactly one uncomputed token, its newest sample)
+        uncomputed = [q.num_tokens - q.num_computed_tokens for q in s.running]
         return InstanceStats(
             instance_id=self.instance_id,
             running=len(s.running),
@@ -117,8 +120,7 @@ class Engine:
             total_blocks=self.config.num_blocks,
             block_size=self.config.block_size,
             tokens_in_flight=sum(q.num_tokens for q in s.running) + sum(q.num_tokens for q in waiting),
-            queued_prompt_tokens=sum(q.num_tokens - q.num_computed_tokens for q in s.running if q.num_tokens - q.num_computed_tokens > 1)
-            + sum(q.num_tokens for q in waiting),
+            queued_prompt_tokens=sum(n for n in uncomputed if n > 1) + sum(q.num_tokens for q in waiting),
             last_step_time_s=self._last_step_time,
             steps=self._steps,
             preemptions=s.num_preemptions,

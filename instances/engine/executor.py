@@ -42,9 +42,6 @@ class ModelRunner:
         self.generator = torch.Generator()
         self.generator.manual_seed(config.seed)
 
-    def kv_bytes_per_block(self) -> int:
-        return sum(t[:, 0].numel() * t.element_size() for t in self.kv_caches)
-
     @torch.inference_mode()
     def execute(self, batch: ScheduledBatch) -> dict[str, SampledToken]:
         bs = self.config.block_size

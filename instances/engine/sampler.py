@@ -8,7 +8,7 @@ Logprobs, when asked for, are those of the model's raw distribution (log-softmax
 
 from __future__ import annotations
 
-from typing import Sequence as Seq
+from collections.abc import Sequence as Seq
 
 import torch
 

@@ -71,9 +71,6 @@ class Sequence:
     def num_prompt_tokens(self) -> int:
         return len(self.prompt_token_ids)
 
-    def token_ids(self) -> list[int]:
-        return self.prompt_token_ids + self.output_token_ids
-
     def token_slice(self, start: int, end: int) -> list[int]:
         """Tokens [start, end) of prompt + output without copying the whole list."""
         n_prompt = len(self.prompt_token_ids)
@@ -94,7 +91,3 @@ class Sequence:
     def priority_key(self) -> tuple[int, float, int]:
         """Smaller is served first: priority, then arrival, then admission order."""
         return (self.priority, self.arrival_time, self.order)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status is SequenceStatus.FINISHED
