@@ -62,3 +62,7 @@ class NoCapacity(RetryableError):
 
 class InstanceUnavailable(RetryableError):
     """The instance chosen for a request died or was removed."""
+
+
+class StreamBroken(FlotillaError):
+    """A request's token stream skipped or overlapped output tokens (an internal error)."""

@@ -1,8 +1,8 @@
 """Placing a prepared request on an instance and relaying its chunks in order, with metrics.
 
 `Dispatcher.start` runs the scheduling framework (timed into flotilla_scheduling_decision_seconds)
-and returns a `Run`; `Run.chunks()` streams the instance's chunks with duplicates dropped and gaps
-turned into errors, and records the request's metrics when it ends. Closing `chunks()` early (the
+and returns a `Run`; `Run.chunks()` streams the instance's chunks (in order and exactly once, as the
+`Cluster` contract guarantees) and records the request's metrics when it ends. Closing `chunks()` early (the
 client went away) closes the cluster's iterator, which aborts the request on the instance.
 """
 
@@ -10,53 +10,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import cast
 
 import anyio
 
 from controlplane.api.prepare import Prepared
-from controlplane.errors import FlotillaError
 from controlplane.observability.metrics import Metrics, RequestTimer
 from controlplane.runtime.base import Cluster
 from controlplane.scheduling.framework import SchedulingFramework
 from controlplane.scheduling.types import RequestView
 from instances.types import EngineRequest, GenerationChunk
-
-
-class StreamBroken(FlotillaError):
-    """The instance's stream skipped or overlapped output tokens (an internal error, status 500)."""
-
-
-class ChunkSequencer:
-    """Keeps a request's chunks in output order.
-
-    A chunk starting at the next expected index is passed on. A chunk wholly before it is a
-    duplicate and dropped (only its finish reason, if any, is passed on, as an empty chunk).
-    A chunk that starts past the next index (a gap) or straddles it raises StreamBroken.
-    """
-
-    def __init__(self) -> None:
-        self.next_index = 0
-
-    def accept(self, chunk: GenerationChunk) -> GenerationChunk | None:
-        end = chunk.first_index + len(chunk.token_ids)
-        if chunk.first_index > self.next_index:
-            raise StreamBroken(
-                f"request {chunk.request_id}: output tokens "
-                f"{self.next_index}..{chunk.first_index - 1} are missing"
-            )
-        if chunk.first_index < self.next_index:
-            if end > self.next_index:
-                raise StreamBroken(
-                    f"request {chunk.request_id}: chunk at {chunk.first_index}..{end - 1} overlaps "
-                    f"tokens already relayed (next is {self.next_index})"
-                )
-            if chunk.finish_reason is None:
-                return None
-            return replace(chunk, first_index=self.next_index, token_ids=[], text="", logprobs=None)
-        self.next_index = end
-        return chunk
 
 
 async def aclose_shielded(it: AsyncIterator[object]) -> None:
@@ -104,13 +68,9 @@ class Run:
                     eos_token_ids=self.prepared.eos_token_ids,
                 ),
             )
-            sequencer = ChunkSequencer()
             try:
-                async for raw in source:
-                    chunk = sequencer.accept(raw)
-                    if chunk is None:
-                        continue
-                    self.output_tokens = sequencer.next_index
+                async for chunk in source:
+                    self.output_tokens = chunk.first_index + len(chunk.token_ids)
                     self.cached_tokens = max(self.cached_tokens, chunk.num_cached_tokens)
                     if chunk.token_ids:
                         timer.first_token(self.clock())
@@ -121,9 +81,6 @@ class Run:
                         return
             finally:
                 await aclose_shielded(source)
-            raise StreamBroken(
-                f"request {self.request_id}: the instance stream ended without a finish reason"
-            )
         except Exception:
             outcome = "error"
             raise

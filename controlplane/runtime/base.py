@@ -24,6 +24,9 @@ class Cluster(Protocol):
     def generate(self, instance_id: str, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         """Submit `request` to `instance_id` and stream its chunks until one has a finish_reason.
 
+        Chunks come in output order, contiguous and each token once (`first_index` of a chunk is
+        the end of the previous one). A broken stream raises `StreamBroken`.
+
         Raises `controlplane.errors.InstanceUnavailable` if the instance is gone. Closing the
         iterator early (client disconnect) aborts the request on the instance and frees its blocks.
         """

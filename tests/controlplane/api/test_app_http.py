@@ -10,7 +10,7 @@ import pytest
 
 from controlplane.api.app import create_app
 from controlplane.config import ProfileConfig
-from controlplane.errors import ConfigError, InstanceUnavailable
+from controlplane.errors import ConfigError, InstanceUnavailable, StreamBroken
 from controlplane.observability.metrics import Metrics
 from controlplane.scheduling.registry import build_framework
 from instances.types import FinishReason, SamplingParams, TokenLogprob
@@ -239,33 +239,20 @@ async def test_chat_logprobs(harness: Harness):
     assert harness.cluster.requests[0][1].sampling.logprobs == 2
 
 
-async def test_duplicate_chunks_are_dropped(harness: Harness):
-    harness.cluster.script = [
-        Step(0, [104, 105], "hi"),
-        Step(0, [104, 105], "hi"),
-        Step(1, [105], "i"),
-        Step(2, [33], "!"),
-        Step(2, [33], "!", FinishReason.STOP),
-    ]
-    resp = await harness.client.post("/v1/completions", json=COMPLETION)
-    assert resp.json()["choices"][0] == {"index": 0, "text": "hi!", "logprobs": None, "finish_reason": "stop"}
-    assert resp.json()["usage"]["completion_tokens"] == 3
-
-
-async def test_gap_is_internal_error(harness: Harness):
-    harness.cluster.script = [Step(0, [104], "h"), Step(2, [33], "!", FinishReason.STOP)]
+async def test_broken_stream_is_internal_error(harness: Harness):
+    harness.cluster.script = [Step(0, [104], "h"), StreamBroken("request r1: output tokens 1..1 are missing")]
     resp = await harness.client.post("/v1/completions", json=COMPLETION)
     _error(
         resp,
         500,
         "internal_error",
-        f"request {harness.cluster.requests[0][1].request_id}: output tokens 1..1 are missing",
+        "request r1: output tokens 1..1 are missing",
     )
     assert harness.sample("flotilla_requests_total", model=MODEL, finish_reason="error") == 1
 
 
-async def test_gap_mid_stream_is_an_error_event(harness: Harness):
-    harness.cluster.script = [Step(0, [104], "h"), Step(2, [33], "!", FinishReason.STOP)]
+async def test_broken_stream_mid_stream_is_an_error_event(harness: Harness):
+    harness.cluster.script = [Step(0, [104], "h"), StreamBroken("request r1: output tokens 1..1 are missing")]
     resp = await harness.client.post("/v1/completions", json={**COMPLETION, "stream": True})
     assert resp.status_code == 200
     events = _events(resp.text)
@@ -273,7 +260,7 @@ async def test_gap_mid_stream_is_an_error_event(harness: Harness):
     assert events[1:] == [
         {
             "error": {
-                "message": f"request {rid}: output tokens 1..1 are missing",
+                "message": "request r1: output tokens 1..1 are missing",
                 "type": "internal_error",
                 "param": None,
                 "code": 500,
