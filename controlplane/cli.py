@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import sys
 
+import uvloop
+
 from controlplane.config import load_config, parse_overrides
 from controlplane.errors import FlotillaError
 
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             from controlplane.serve import serve
 
             config = load_config(args.config, _serve_overrides(args))
-            asyncio.run(serve(config, ask=args.ask))
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(serve(config, ask=args.ask))
     except FlotillaError as e:
         print(f"flotilla: {e.message}", file=sys.stderr)
         return EXIT_USAGE if e.status_code < 500 else EXIT_FAILURE
