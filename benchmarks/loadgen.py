@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import httpx
+import aiohttp
 
 from benchmarks.openai_stream import StreamOutcome, stream_completion
 from benchmarks.progress import ProgressLine
@@ -25,6 +25,10 @@ from benchmarks.workload import TraceRequest, WorkloadSpec, build_workload, prom
 
 COMPLETIONS_PATH = "/v1/completions"
 DEFAULT_TIMEOUT_S = 6 * 3600.0  # vLLM's benchmark client allows a request six hours
+UNBOUNDED_CONNECTION_CAP = 1024  # open connections at most when max_concurrency is None
+# Idle connections are dropped after this long: under uvicorn's 5 s keep-alive timeout, so the
+# client never picks a connection the server is about to close.
+KEEPALIVE_S = 4.0
 
 
 @dataclass(frozen=True)
@@ -91,32 +95,37 @@ async def run_benchmark(
 ) -> BenchmarkResult:
     """Build `config.workload` (named traces looked up in `data_dir`) and replay it.
 
-    Writes a progress line to `progress` while it runs, if given. Connects directly (proxy
-    environment variables are ignored, as vLLM's aiohttp client does). Failed requests are
-    recorded, never raised. Raises FileNotFoundError / TraceFormatError when the trace cannot be loaded.
+    Writes a progress line to `progress` while it runs, if given. One aiohttp session serves the
+    run: its connections are kept alive and reused, at most `config.max_concurrency` of them, or
+    UNBOUNDED_CONNECTION_CAP when that is None (more requests in flight then wait for a connection,
+    timed from when they were sent). `config.request_timeout_s` bounds each request as a whole, a
+    wait for a connection included. Connects directly (proxy environment variables are ignored).
+    Failed requests are recorded, never raised. Raises FileNotFoundError / TraceFormatError when
+    the trace cannot be loaded.
     """
     requests = build_workload(config.workload, data_dir)
     concurrency = config.max_concurrency or len(requests)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    connections = config.max_concurrency or min(len(requests), UNBOUNDED_CONNECTION_CAP)
     headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
-    async with httpx.AsyncClient(
-        base_url=config.base_url,
-        limits=limits,
-        timeout=httpx.Timeout(config.request_timeout_s, pool=None),
+    connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=KEEPALIVE_S)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=config.request_timeout_s),
         headers=headers,
         trust_env=False,  # no proxies from the environment: time the server, not a proxy
-    ) as client:
-        return await _replay(config, requests, client, concurrency, progress)
+    ) as session:
+        return await _replay(config, requests, session, concurrency, progress)
 
 
 async def _replay(
     config: BenchmarkConfig,
     requests: Sequence[TraceRequest],
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     concurrency: int,
     progress: TextIO | None,
 ) -> BenchmarkResult:
     slots = asyncio.Semaphore(concurrency)
+    url = config.base_url.rstrip("/") + COMPLETIONS_PATH
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.perf_counter()
 
@@ -130,7 +139,7 @@ async def _replay(
         async with slots:
             line.sent()
             payload = _payload(config, request, index)
-            outcome = await stream_completion(client, COMPLETIONS_PATH, payload, request.prompt_len, clock)
+            outcome = await stream_completion(session, url, payload, request.prompt_len, clock)
         line.finished(outcome.timeline.success)
         return RequestRecord(index, request.arrival_s, outcome)
 

@@ -1,8 +1,9 @@
 """End-to-end tests of the load generator against a stub OpenAI-compatible SSE server.
 
 The stub (standard library, in a thread, on a free 127.0.0.1 port) stands in for any external
-server. It streams `max_tokens` tokens after FIRST_DELAY_S and then one chunk every GAP_S, and
-behaves by model name:
+server. It streams `max_tokens` tokens after FIRST_DELAY_S and then one chunk every GAP_S, ends
+the chunked body GAP_S after `data: [DONE]` (so a client that stops reading at [DONE] cannot reuse
+the connection), counts the TCP connections it accepts, and behaves by model name:
   "pairs"       - two tokens per chunk, usage chunk when asked for: usage != chunk count
   "no-usage"    - one token per chunk, never a usage chunk
   "fail-odd"    - HTTP 500 for prompts of odd length, otherwise like "pairs"
@@ -37,6 +38,7 @@ class StubState:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -91,6 +93,7 @@ class StubHandler(BaseHTTPRequestHandler):
                 usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": max_tokens}
                 self._event(json.dumps({"choices": [], "usage": usage}))
         self._event("[DONE]")
+        sleep(GAP_S)
         self.wfile.write(b"0\r\n\r\n")
 
     def _event(self, data: str) -> None:
@@ -102,6 +105,12 @@ class StubHandler(BaseHTTPRequestHandler):
 class StubServer(ThreadingHTTPServer):
     daemon_threads = True
     state: StubState
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Count the accepted connection, then serve it in its own thread."""
+        with self.state.lock:
+            self.state.connections += 1
+        super().process_request(request, client_address)
 
 
 @pytest.fixture
@@ -198,7 +207,17 @@ async def test_unreachable_server_fails_every_request() -> None:
     spec = WorkloadSpec(input_len=1, output_len=1, num_requests=2)
     result = await run_benchmark(BenchmarkConfig("http://127.0.0.1:9", "m", spec, request_timeout_s=2.0))
     assert result.metrics.failed == 2
-    assert [str(r.outcome.timeline.error).split(":")[0] for r in result.records] == ["ConnectError"] * 2
+    assert [str(r.outcome.timeline.error).split(":")[0] for r in result.records] == [
+        "ClientConnectorError"
+    ] * 2
+
+
+async def test_connections_are_kept_alive_and_reused(stub: tuple[str, StubState]) -> None:
+    url, state = stub
+    spec = WorkloadSpec(input_len=4, output_len=2, num_requests=40)
+    result = await run_benchmark(BenchmarkConfig(url, "pairs", spec, max_concurrency=4))
+    assert result.metrics.completed == 40
+    assert 1 <= state.connections <= 4  # each stream is read past [DONE] to the end of its body
 
 
 async def test_trace_arrivals_are_respected_and_prefixes_shared(
