@@ -39,11 +39,7 @@ def engine_config(config: FlotillaConfig, model: ModelConfig) -> EngineConfig:
                 f"{model.max_position_embeddings} positions"
             )
         limit = min(limit, config.model.max_model_len)
-    return EngineConfig(
-        block_size=e.block_size, num_blocks=e.num_blocks, max_num_batched_tokens=e.max_num_batched_tokens,
-        max_num_seqs=e.max_num_seqs, max_model_len=limit, enable_prefix_caching=e.enable_prefix_caching,
-        seed=e.seed,
-    )
+    return EngineConfig(**e.model_dump(), max_model_len=limit)
 
 
 async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> Cluster:

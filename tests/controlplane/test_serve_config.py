@@ -1,0 +1,27 @@
+"""How `flotilla serve` turns the config tree into engine settings."""
+
+import pytest
+
+from controlplane.config import load_config
+from controlplane.errors import ConfigError
+from controlplane.serve import engine_config
+from instances.models.loader import tiny_config
+
+
+def test_engine_settings_come_from_the_engine_section():
+    cfg = load_config(None, {"engine.block_size": 8, "engine.num_blocks": 100, "engine.max_num_seqs": 3})
+    e = engine_config(cfg, tiny_config(260))
+    assert (e.block_size, e.num_blocks, e.max_num_seqs, e.max_num_batched_tokens) == (8, 100, 3, 512)
+
+
+def test_context_is_the_smallest_of_model_pool_and_config():
+    model = tiny_config(260)  # 2048 positions
+    assert engine_config(load_config(None, {}), model).max_model_len == 2048
+    assert engine_config(load_config(None, {"engine.num_blocks": 64}), model).max_model_len == 1024
+    assert engine_config(load_config(None, {"model.max_model_len": 300}), model).max_model_len == 300
+
+
+def test_configured_context_beyond_the_model_is_refused():
+    cfg = load_config(None, {"model.max_model_len": 4096, "engine.num_blocks": 4096})
+    with pytest.raises(ConfigError, match="exceeds the model's 2048 positions"):
+        engine_config(cfg, tiny_config(260))
