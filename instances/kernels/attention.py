@@ -4,10 +4,11 @@ KV cache layout, per layer: [2, num_blocks, block_size, num_kv_heads, head_dim],
 1 values. A token's slot is `block_id * block_size + offset`.
 
 Batches follow `AttentionMetadata`: the new tokens of every sequence concatenated in batch order.
-Sequences with one new token (decodes) are attended together in a single SDPA call over their
-gathered, padded, length-masked context; each sequence with more (a prefill chunk, possibly after
-a cached prefix or earlier chunks) gets its own call with a causal mask offset by its start.
-Grouped-query attention uses SDPA's `enable_gqa`.
+Sequences with one new token (decodes) are attended together without padding: the blocks of all
+of them are gathered into one flat list and a per-sequence softmax is taken over each one's own
+blocks (padding every context to the longest one cost 4x the keys on mixed ShareGPT lengths). Each
+sequence with more (a prefill chunk, possibly after a cached prefix or earlier chunks) gets its own
+SDPA call with a causal mask offset by its start, using SDPA's `enable_gqa` for grouped-query attention.
 """
 
 from __future__ import annotations
@@ -77,14 +78,36 @@ def _gather(kv_cache: torch.Tensor, block_table: torch.Tensor, length: int) -> t
 def _decode_attention(
     q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, seqs: list[int], scale: float
 ) -> torch.Tensor:
-    """One SDPA call for all single-token queries q [n, heads, dim] of sequences `seqs`."""
+    """Attention of the single-token queries q [n, heads, dim] of sequences `seqs`, in one pass.
+
+    Reads only the blocks covering each sequence's context (no padding to the longest one): block b
+    of the flat list belongs to sequence seg[b]; scores, masked past each context, are normalised
+    with that sequence's max and sum, accumulated over its blocks with `index_add_`.
+    """
+    n, num_heads, head_dim = q.shape
+    block_size, num_kv_heads = kv_cache.shape[2], kv_cache.shape[3]
+    group = num_heads // num_kv_heads
     lens = torch.tensor([meta.context_lens[i] for i in seqs], dtype=torch.long)
-    k, v = _gather(kv_cache, meta.block_tables[seqs], int(lens.max()))
-    mask = torch.arange(k.shape[-2])[None, :] < lens[:, None]  # [n, padded_len]
-    o = F.scaled_dot_product_attention(
-        q.unsqueeze(2), k, v, attn_mask=mask[:, None, None, :], scale=scale, enable_gqa=True
+    n_blocks = (lens + block_size - 1) // block_size
+    tables = meta.block_tables[seqs]
+    ids = tables[torch.arange(tables.shape[1])[None, :] < n_blocks[:, None]].long()  # [NB], by sequence
+    seg = torch.repeat_interleave(torch.arange(n), n_blocks)  # [NB]: the sequence of each block
+    block_pos = torch.arange(ids.shape[0]) - (torch.cumsum(n_blocks, 0) - n_blocks)[seg]
+    valid = block_pos[:, None] * block_size + torch.arange(block_size)[None, :] < lens[seg][:, None]
+    kv = kv_cache[:, ids]  # [2, NB, block_size, kv_heads, dim]
+    qb = q.view(n, num_kv_heads, group, head_dim)[seg]  # [NB, kv_heads, group, dim]
+    s = torch.matmul(qb, kv[0].permute(0, 2, 3, 1)).float() * scale  # [NB, kv_heads, group, block_size]
+    s.masked_fill_(~valid[:, None, None, :], float("-inf"))
+    block_max = s.amax(-1)  # [NB, kv_heads, group]; every block holds at least one valid slot
+    seq_max = torch.full((n, num_kv_heads, group), float("-inf"), dtype=s.dtype).scatter_reduce_(
+        0, seg[:, None, None].expand_as(block_max), block_max, "amax"
     )
-    return o.squeeze(2)
+    e = torch.exp(s - seq_max[seg][..., None])
+    denom = torch.zeros(n, num_kv_heads, group, dtype=s.dtype).index_add_(0, seg, e.sum(-1))
+    o = torch.zeros(n, num_kv_heads, group, head_dim, dtype=s.dtype).index_add_(
+        0, seg, torch.matmul(e, kv[1].permute(0, 2, 1, 3).to(s.dtype))
+    )
+    return (o / denom[..., None]).to(q.dtype).view(n, num_heads, head_dim)
 
 
 def _chunk_attention(
