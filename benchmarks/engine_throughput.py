@@ -135,6 +135,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark (see the module docstring); returns the exit status."""
     args = parse_args(argv)
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     torch.set_num_threads(args.threads)
     scaling = LengthScaling(factor=args.length_scale, max_input=args.max_input, max_output=args.max_output)
     pair = load_pair(args.model, args.seed)
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(verdict)
     command = ["python", "-m", "benchmarks.engine_throughput", *(sys.argv[1:] if argv is None else argv)]
     run = {
-        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "started_at": started_at,
         "command": shlex.join(command),
         "model": {"name": pair.name, "weights": pair.weights, "dtype": "float32"},
         "machine": {
