@@ -46,10 +46,6 @@ class ModelPair:
     ours: LlamaForCausalLM
     hf: HFLlama
 
-    @property
-    def config(self) -> ModelConfig:
-        return self.ours.config
-
 
 def load_pair(name: str, seed: int = 0) -> ModelPair:
     """The pair for `name` (one of `SHAPES`). Raises ValueError for an unknown name.
