@@ -35,5 +35,12 @@ services:
 test: $(DEPS) services
 	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
+# Benchmarks (figures and commands in docs/benchmarks.md)
+bench-engine: $(DEPS)
+	$(PY) -m benchmarks.engine_throughput
+
+bench-serve: $(DEPS)
+	$(PY) -m benchmarks.gateway_capacity
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from benchmarks.engine_bench.models import SHAPES, SMOLLM2, ModelPair, load_pair
+from benchmarks.engine_bench.models import MODELS, SMOLLM2, ModelPair, load_pair
 from benchmarks.engine_bench.ours import BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS, run_engine
 from benchmarks.engine_bench.padded import PAD_TOKEN_ID, generate_padded, run_padded
 from benchmarks.engine_bench.report import format_table, plot, to_dict, write_json
@@ -109,7 +109,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = p.add_argument
-    add("--model", default=SMOLLM2, choices=sorted(SHAPES), help="model (default %(default)s)")
+    add("--model", default=SMOLLM2, choices=MODELS, help="model (default %(default)s)")
     add("--concurrency", type=_concurrencies, default=DEFAULT_CONCURRENCY,
         help="comma-separated concurrency points (default %(default)s)")
     add("--requests-per-client", type=int, default=2,
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     torch.set_num_threads(args.threads)
     scaling = LengthScaling(factor=args.length_scale, max_input=args.max_input, max_output=args.max_output)
-    pair = load_pair(args.model, args.seed)
+    pair = load_pair(args.model)
     print(f"[engine_throughput] model {pair.name}: {pair.weights}", file=sys.stderr)
     sizes = {c: num_requests(c, args.requests_per_client) for c in args.concurrency}
     all_requests = draw_requests(max(sizes.values()), scaling, args.seed)

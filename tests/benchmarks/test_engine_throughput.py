@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks import engine_throughput
-from benchmarks.engine_bench.models import SHAPES, TINY, hf_twin, load_pair, random_model
+from benchmarks.engine_bench.models import TINY, hf_twin, load_pair
 from benchmarks.engine_bench.ours import engine_config
 from benchmarks.engine_bench.requests import LengthScaling, draw_requests
 
@@ -37,8 +37,8 @@ def test_both_sides_produce_the_requested_tokens_and_agree(pair):
     assert engine_throughput.unpadded_matches(pair, reqs[:2], point.ours.tokens) == 2
 
 
-def test_random_weights_twin_holds_the_same_state_dict():
-    model = random_model(SHAPES[TINY], seed=1)
+def test_twin_holds_the_same_state_dict():
+    model = load_pair(TINY).ours
     hf = hf_twin(model)
     ours, theirs = model.state_dict(), hf.state_dict()
     assert ours.keys() == theirs.keys()
