@@ -38,8 +38,12 @@ def greedy(max_tokens: int, **kw) -> SamplingParams:
     return SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True, **kw)
 
 
-def run_to_completion(engine: Engine, requests: list[EngineRequest]) -> dict[str, list[int]]:
-    """Add everything, step until idle, collect tokens per request (checking indices are contiguous)."""
+def run_to_completion(engine: Engine, requests: list[EngineRequest], cached: dict[str, int] | None = None,
+                      ) -> dict[str, list[int]]:
+    """Add everything, step until idle, collect tokens per request (checking indices are contiguous).
+
+    `cached`, when given, receives each request's prompt tokens served from the prefix cache.
+    """
     for r in requests:
         engine.add_request(r)
     out: dict[str, list[int]] = {r.request_id: [] for r in requests}
@@ -49,6 +53,8 @@ def run_to_completion(engine: Engine, requests: list[EngineRequest]) -> dict[str
         for d in engine.step().deltas:
             assert d.first_index == len(out[d.request_id])
             out[d.request_id].extend(d.token_ids)
+            if cached is not None:
+                cached[d.request_id] = d.num_cached_tokens
     raise AssertionError("engine did not finish")
 
 

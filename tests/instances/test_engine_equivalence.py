@@ -24,11 +24,15 @@ def test_paged_engine_matches_no_cache_reference():
     # 48 blocks of 4 tokens cannot hold every running sequence: preemption must happen.
     engine = make_engine(model, num_blocks=48, max_num_batched_tokens=32, max_num_seqs=12, max_model_len=192)
     reqs = mixed_requests(24, seed=1)
-    got = run_to_completion(engine, reqs)
+    cached: dict[str, int] = {}
+    got = run_to_completion(engine, reqs, cached)
     for r in reqs:
         assert got[r.request_id] == reference_greedy(model, r.prompt_token_ids, r.sampling.max_tokens), r.request_id
     stats = engine.stats()
-    assert stats.preemptions > 0  # preemption by recompute happened
+    # every feature was active in this one run:
+    assert stats.preemptions > 0  # preemption by recompute
+    assert sum(1 for n in cached.values() if n > 0) >= 3  # prefix reuse
+    assert max(len(r.prompt_token_ids) for r in reqs) > 32  # prompts longer than the step budget: chunked
     assert stats.free_blocks == stats.total_blocks  # nothing leaked
     assert stats.running == stats.waiting == 0
 
