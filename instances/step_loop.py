@@ -21,7 +21,7 @@ class StepLoop:
     def __init__(self, replica: Replica, on_chunks: Callable[[list[GenerationChunk]], None]) -> None:
         self.replica = replica
         self.on_chunks = on_chunks
-        self._adds: list[EngineRequest] = []
+        self._adds: dict[str, EngineRequest] = {}
         self._aborts: list[str] = []
         self._wake = asyncio.Event()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-step")
@@ -29,10 +29,10 @@ class StepLoop:
 
     def submit(self, req: EngineRequest) -> None:
         """Queue `req`; raises ValueError (user-facing) at once if it can never run here."""
-        if any(r.request_id == req.request_id for r in self._adds):
+        if req.request_id in self._adds:
             raise ValueError(f"request id {req.request_id!r} is already in this engine")
         self.replica.engine.check(req)
-        self._adds.append(req)
+        self._adds[req.request_id] = req
         self._wake.set()
 
     def abort(self, request_id: str) -> None:
@@ -44,9 +44,9 @@ class StepLoop:
         return self._stats
 
     def _apply(self) -> None:
-        adds, self._adds = self._adds, []
+        adds, self._adds = self._adds, {}
         aborts, self._aborts = self._aborts, []
-        for req in adds:
+        for req in adds.values():
             self.replica.add(req)
         for rid in aborts:
             self.replica.abort(rid)

@@ -1,0 +1,48 @@
+"""StepLoop: submissions validated at once, applied between steps, chunks pushed, aborts honoured."""
+
+import asyncio
+
+import pytest
+
+from instances.engine.config import EngineConfig
+from instances.replica import Replica, ReplicaSpec
+from instances.step_loop import StepLoop
+from instances.types import EngineRequest, FinishReason, SamplingParams
+
+ENGINE = EngineConfig(block_size=4, num_blocks=64, max_num_batched_tokens=64, max_num_seqs=8, max_model_len=128)
+
+
+def request(rid: str, n: int = 5) -> EngineRequest:
+    return EngineRequest(rid, [10, 11, 12], SamplingParams(max_tokens=n, temperature=0, ignore_eos=True))
+
+
+async def test_runs_requests_and_pushes_their_chunks_in_order():
+    replica = Replica.build(ReplicaSpec("i0", "tiny-llama", ENGINE))
+    pushed = []
+    loop = StepLoop(replica, pushed.extend)
+    task = asyncio.create_task(loop.run())
+    try:
+        loop.submit(request("a"))
+        loop.submit(request("b", 3))
+        with pytest.raises(ValueError, match="already in this engine"):
+            loop.submit(request("a"))  # still pending: refused before it reaches the engine
+        loop.submit(request("gone", 50))
+        loop.abort("gone")  # aborted before it was ever applied
+        while sum(1 for c in pushed if c.finish_reason is not None) < 3:
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    for rid, n in (("a", 5), ("b", 3)):
+        chunks = [c for c in pushed if c.request_id == rid]
+        assert [c.first_index for c in chunks] == list(range(n))
+        assert chunks[-1].finish_reason is FinishReason.LENGTH
+    assert [c.finish_reason for c in pushed if c.request_id == "gone"] == [FinishReason.ABORT]
+    stats = loop.stats()
+    assert stats.running == stats.waiting == 0 and stats.free_blocks == stats.total_blocks
+
+
+def test_a_request_that_can_never_run_is_refused_at_submit():
+    replica = Replica.build(ReplicaSpec("i0", "tiny-llama", ENGINE))
+    loop = StepLoop(replica, lambda chunks: None)
+    with pytest.raises(ValueError, match="context"):
+        loop.submit(EngineRequest("long", [1] * 200, SamplingParams(max_tokens=1)))
