@@ -13,6 +13,8 @@ SDPA call with a causal mask offset by its start, using SDPA's `enable_gqa` for 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -30,9 +32,67 @@ def write_kv(kv_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot_mapp
     flat[1].index_copy_(0, slot_mapping, v.to(kv_cache.dtype))
 
 
-def paged_attention(
-    q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class _DecodePlan:
+    """Index tensors of the decodes of a step (see `_decode_attention`)."""
+
+    rows: torch.Tensor  # [n] rows of q holding decode queries
+    ids: torch.Tensor  # [NB] the blocks of every decode, by sequence
+    seg: torch.Tensor  # [NB] the decode (0..n-1) each block belongs to
+    valid: torch.Tensor  # [NB, block_size] slots inside the sequence's context
+    n: int
+
+
+@dataclass(frozen=True)
+class _ChunkPlan:
+    """One prefill chunk: its rows of q, its context's blocks and its causal mask (None: plain causal)."""
+
+    start: int
+    end: int
+    ids: torch.Tensor
+    ctx: int
+    mask: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """Everything about a step's batch layout that every layer's attention needs, computed once per
+    step by `plan_attention` (the layers only differ in their K/V cache and queries)."""
+
+    decode: _DecodePlan | None
+    chunks: tuple[_ChunkPlan, ...]
+    pure_decode: bool  # every sequence is a decode, in order: q's rows are the decode rows
+
+
+def plan_attention(meta: AttentionMetadata) -> AttentionPlan:
+    """The plan of `meta`'s batch."""
+    bs = meta.block_size
+    starts = [0]
+    for n in meta.query_lens:
+        starts.append(starts[-1] + n)
+    decodes = [i for i, n in enumerate(meta.query_lens) if n == 1]
+    decode = None
+    if decodes:
+        lens = torch.tensor([meta.context_lens[i] for i in decodes], dtype=torch.long)
+        n_blocks = (lens + bs - 1) // bs
+        tables = meta.block_tables[decodes]
+        ids = tables[torch.arange(tables.shape[1])[None, :] < n_blocks[:, None]].long()
+        seg = torch.repeat_interleave(torch.arange(len(decodes)), n_blocks)
+        block_pos = torch.arange(ids.shape[0]) - (torch.cumsum(n_blocks, 0) - n_blocks)[seg]
+        valid = block_pos[:, None] * bs + torch.arange(bs)[None, :] < lens[seg][:, None]
+        rows = torch.tensor([starts[i] for i in decodes], dtype=torch.long)
+        decode = _DecodePlan(rows, ids, seg, valid, len(decodes))
+    chunks = []
+    for i, n in enumerate(meta.query_lens):
+        if n > 1:
+            ctx = meta.context_lens[i]
+            ids = meta.block_tables[i, : -(-ctx // bs)].long()
+            mask = None if ctx == n else torch.arange(ctx)[None, :] <= torch.arange(ctx - n, ctx)[:, None]
+            chunks.append(_ChunkPlan(starts[i], starts[i + 1], ids, ctx, mask))
+    return AttentionPlan(decode, tuple(chunks), pure_decode=len(decodes) == meta.num_seqs)
+
+
+def paged_attention(q: torch.Tensor, kv_cache: torch.Tensor, plan: AttentionPlan, scale: float) -> torch.Tensor:
     """Attention output [num_tokens, num_heads, head_dim] for queries q of the same shape.
 
     Every sequence's keys and values must already be in `kv_cache` (call `write_kv` first for this
@@ -41,87 +101,51 @@ def paged_attention(
     Slots outside a sequence's context are read but masked, so they must hold finite values
     (a zero-initialised cache and stale K/V of freed blocks both do).
     """
-    decodes = [i for i, n in enumerate(meta.query_lens) if n == 1]
-    if len(decodes) == meta.num_seqs:  # a pure decode batch: one row per sequence, in order
-        return _decode_attention(q, kv_cache, meta, decodes, scale)
+    if plan.pure_decode:
+        assert plan.decode is not None
+        return _decode_attention(q, kv_cache, plan.decode, scale)
     out = torch.empty_like(q)
-    starts = [0]
-    for n in meta.query_lens:
-        starts.append(starts[-1] + n)
-    if decodes:
-        rows = torch.tensor([starts[i] for i in decodes], dtype=torch.long)
-        out.index_copy_(0, rows, _decode_attention(q[rows], kv_cache, meta, decodes, scale))
-    for i, n in enumerate(meta.query_lens):
-        if n > 1:
-            out[starts[i] : starts[i + 1]] = _chunk_attention(
-                q[starts[i] : starts[i + 1]], kv_cache, meta, i, scale
-            )
+    if plan.decode is not None:
+        d = plan.decode
+        out.index_copy_(0, d.rows, _decode_attention(q[d.rows], kv_cache, d, scale))
+    for c in plan.chunks:
+        out[c.start : c.end] = _chunk_attention(q[c.start : c.end], kv_cache, c, scale)
     return out
 
 
-def _gather(kv_cache: torch.Tensor, block_table: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keys and values [..., num_kv_heads, padded_len, head_dim] of the blocks in `block_table`.
-
-    `block_table` is [..., max_blocks]; only the blocks covering `length` tokens are read, and the
-    result is padded to a whole number of blocks (callers mask the tail).
-    """
-    block_size = kv_cache.shape[2]
-    n_blocks = -(-length // block_size)
-    ids = block_table[..., :n_blocks].long()
-    k = kv_cache[0][ids]  # [..., n_blocks, block_size, kv_heads, head_dim]
-    v = kv_cache[1][ids]
-    k = k.flatten(-4, -3).transpose(-3, -2)
-    v = v.flatten(-4, -3).transpose(-3, -2)
-    return k, v
-
-
-def _decode_attention(
-    q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, seqs: list[int], scale: float
-) -> torch.Tensor:
-    """Attention of the single-token queries q [n, heads, dim] of sequences `seqs`, in one pass.
+def _decode_attention(q: torch.Tensor, kv_cache: torch.Tensor, d: _DecodePlan, scale: float) -> torch.Tensor:
+    """Attention of the single-token queries q [n, heads, dim] of the plan's decodes, in one pass.
 
     Reads only the blocks covering each sequence's context (no padding to the longest one): block b
     of the flat list belongs to sequence seg[b]; scores, masked past each context, are normalised
     with that sequence's max and sum, accumulated over its blocks with `index_add_`.
     """
     n, num_heads, head_dim = q.shape
-    block_size, num_kv_heads = kv_cache.shape[2], kv_cache.shape[3]
+    num_kv_heads = kv_cache.shape[3]
     group = num_heads // num_kv_heads
-    lens = torch.tensor([meta.context_lens[i] for i in seqs], dtype=torch.long)
-    n_blocks = (lens + block_size - 1) // block_size
-    tables = meta.block_tables[seqs]
-    ids = tables[torch.arange(tables.shape[1])[None, :] < n_blocks[:, None]].long()  # [NB], by sequence
-    seg = torch.repeat_interleave(torch.arange(n), n_blocks)  # [NB]: the sequence of each block
-    block_pos = torch.arange(ids.shape[0]) - (torch.cumsum(n_blocks, 0) - n_blocks)[seg]
-    valid = block_pos[:, None] * block_size + torch.arange(block_size)[None, :] < lens[seg][:, None]
-    kv = kv_cache[:, ids]  # [2, NB, block_size, kv_heads, dim]
-    qb = q.view(n, num_kv_heads, group, head_dim)[seg]  # [NB, kv_heads, group, dim]
+    kv = kv_cache[:, d.ids]  # [2, NB, block_size, kv_heads, dim]
+    qb = q.view(n, num_kv_heads, group, head_dim)[d.seg]  # [NB, kv_heads, group, dim]
     s = torch.matmul(qb, kv[0].permute(0, 2, 3, 1)).float() * scale  # [NB, kv_heads, group, block_size]
-    s.masked_fill_(~valid[:, None, None, :], float("-inf"))
+    s.masked_fill_(~d.valid[:, None, None, :], float("-inf"))
     block_max = s.amax(-1)  # [NB, kv_heads, group]; every block holds at least one valid slot
     seq_max = torch.full((n, num_kv_heads, group), float("-inf"), dtype=s.dtype).scatter_reduce_(
-        0, seg[:, None, None].expand_as(block_max), block_max, "amax"
+        0, d.seg[:, None, None].expand_as(block_max), block_max, "amax"
     )
-    e = torch.exp(s - seq_max[seg][..., None])
-    denom = torch.zeros(n, num_kv_heads, group, dtype=s.dtype).index_add_(0, seg, e.sum(-1))
+    e = torch.exp(s - seq_max[d.seg][..., None])
+    denom = torch.zeros(n, num_kv_heads, group, dtype=s.dtype).index_add_(0, d.seg, e.sum(-1))
     o = torch.zeros(n, num_kv_heads, group, head_dim, dtype=s.dtype).index_add_(
-        0, seg, torch.matmul(e, kv[1].permute(0, 2, 1, 3).to(s.dtype))
+        0, d.seg, torch.matmul(e, kv[1].permute(0, 2, 1, 3).to(s.dtype))
     )
     return (o / denom[..., None]).to(q.dtype).view(n, num_heads, head_dim)
 
 
-def _chunk_attention(
-    q: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, seq: int, scale: float
-) -> torch.Tensor:
-    """Causal attention for the chunk q [n, heads, dim] of sequence `seq`, offset by its start."""
-    n, ctx = q.shape[0], meta.context_lens[seq]
-    k, v = _gather(kv_cache, meta.block_tables[seq], ctx)
-    k, v = k[:, :ctx], v[:, :ctx]
+def _chunk_attention(q: torch.Tensor, kv_cache: torch.Tensor, c: _ChunkPlan, scale: float) -> torch.Tensor:
+    """Causal attention for the chunk q [n, heads, dim], offset by its start in the sequence."""
+    k = kv_cache[0][c.ids].flatten(0, 1)[: c.ctx].transpose(0, 1)  # [kv_heads, ctx, dim]
+    v = kv_cache[1][c.ids].flatten(0, 1)[: c.ctx].transpose(0, 1)
     qh = q.transpose(0, 1)  # [heads, n, dim]
-    if ctx == n:
+    if c.mask is None:
         o = F.scaled_dot_product_attention(qh, k, v, is_causal=True, scale=scale, enable_gqa=True)
     else:
-        query_pos = torch.arange(ctx - n, ctx)
-        mask = torch.arange(ctx)[None, :] <= query_pos[:, None]  # [n, ctx]
-        o = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask, scale=scale, enable_gqa=True)
+        o = F.scaled_dot_product_attention(qh, k, v, attn_mask=c.mask, scale=scale, enable_gqa=True)
     return o.transpose(0, 1)

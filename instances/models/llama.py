@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from instances.config import ModelConfig
-from instances.kernels.attention import paged_attention, write_kv
+from instances.kernels.attention import paged_attention, plan_attention, write_kv
 from instances.models.base import AttentionMetadata
 from instances.models.layers import Attend, LlamaDecoderLayer, RMSNorm
 from instances.models.rope import RotaryEmbedding
@@ -70,10 +70,12 @@ class LlamaForCausalLM(nn.Module):
         at `meta.slot_mapping` before attending.
         """
 
+        plan = plan_attention(meta)  # the batch layout, once for every layer
+
         def paged(cache: torch.Tensor) -> Attend:
             def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
                 write_kv(cache, k, v, meta.slot_mapping)
-                return paged_attention(q, cache, meta, self.scale)
+                return paged_attention(q, cache, plan, self.scale)
 
             return attend
 

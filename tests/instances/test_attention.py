@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from instances.kernels.attention import paged_attention, write_kv
+from instances.kernels.attention import paged_attention, plan_attention, write_kv
 from instances.models.base import AttentionMetadata
 
 BLOCK, NUM_BLOCKS, HEADS, KV_HEADS, DIM = 4, 24, 6, 2, 8
@@ -70,7 +70,7 @@ def test_batch_matches_reference(seqs: list[tuple[list[int], int, int]]) -> None
         block_tables=tables, slot_mapping=new_slots, block_size=BLOCK,
     )
     q = torch.randn(sum(meta.query_lens), HEADS, DIM, generator=g)
-    out = paged_attention(q, cache, meta, 1 / math.sqrt(DIM))
+    out = paged_attention(q, cache, plan_attention(meta), 1 / math.sqrt(DIM))
     row = 0
     for (_, ctx, n), (k, v) in zip(seqs, kv, strict=True):
         ref = _reference(q[row : row + n], k, v, ctx - n)
