@@ -7,11 +7,11 @@ wall clock itself: the clock used to time steps is injected.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from instances.engine.config import EngineConfig
 from instances.engine.executor import Executor
-from instances.engine.scheduler import LocalScheduler
+from instances.engine.scheduler import LocalScheduler, SampledToken, ScheduledBatch
 from instances.engine.sequence import Sequence
 from instances.types import EngineRequest, FinishReason, InstanceStats, RequestDelta, StepOutput
 
@@ -81,13 +81,27 @@ class Engine:
 
     def step(self) -> StepOutput:
         """Run one batch iteration and report what every progressed request produced."""
-        deltas, self._aborted = self._aborted, []
-        batch = self.scheduler.schedule()
+        batch = self.begin_step()
         if not batch:
-            return StepOutput(deltas=deltas, num_preempted=len(batch.preempted))
+            return self.finish_step(batch, {})
         t0 = self.clock()
         sampled = self.executor.execute(batch)
-        self._last_step_time = self.clock() - t0
+        return self.finish_step(batch, sampled, self.clock() - t0)
+
+    def begin_step(self) -> ScheduledBatch:
+        """First half of `step()`: choose the batch (allocating its blocks). A runtime that times
+        the forward pass itself (the simulator) calls this, then `finish_step` with the samples."""
+        return self.scheduler.schedule()
+
+    def finish_step(
+        self, batch: ScheduledBatch, sampled: Mapping[str, SampledToken], step_time_s: float = 0.0
+    ) -> StepOutput:
+        """Second half of `step()`: apply `sampled` (one token per `needs_sample` sequence of
+        `batch`) and report the deltas, including those of requests aborted since the last step."""
+        deltas, self._aborted = self._aborted, []
+        if not batch:
+            return StepOutput(deltas=deltas, num_preempted=len(batch.preempted))
+        self._last_step_time = step_time_s
         self._steps += 1
         self.scheduler.update(batch, sampled)
         deltas.extend(self._delta(item.seq) for item in batch.seqs if item.needs_sample)

@@ -14,6 +14,7 @@ Policy over the block manager's mechanism. Each step:
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from instances.engine.block_manager import BlockManager
@@ -145,7 +146,7 @@ class LocalScheduler:
         self.num_preemptions += 1
         heapq.heappush(self.waiting, (seq.priority_key(), seq))
 
-    def update(self, batch: ScheduledBatch, sampled: dict[str, SampledToken]) -> list[Sequence]:
+    def update(self, batch: ScheduledBatch, sampled: Mapping[str, SampledToken]) -> list[Sequence]:
         """Apply a step's results: advance computed counts, append samples, finish sequences.
 
         Returns the sequences that finished in this step (already removed and freed).
