@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
 
@@ -38,7 +37,7 @@ class RequestTimeline:
     prompt_len: int
     output_tokens: int
     send_s: float
-    chunk_s: tuple[float, ...]
+    chunk_s: Sequence[float]
     success: bool
     error: str | None = None
 
@@ -54,9 +53,9 @@ class RequestTimeline:
         return self.chunk_s[-1] - self.send_s
 
     @property
-    def itl_s(self) -> list[float]:
+    def itl_s(self) -> np.ndarray:
         """Gaps between successive token chunks."""
-        return [b - a for a, b in pairwise(self.chunk_s)]
+        return np.diff(np.asarray(self.chunk_s, dtype=float))
 
     @property
     def tpot_s(self) -> float | None:
@@ -110,7 +109,7 @@ class LatencyStats:
     p99_ms: float
 
     @classmethod
-    def of(cls, values_s: Sequence[float]) -> LatencyStats:
+    def of(cls, values_s: Sequence[float] | np.ndarray) -> LatencyStats:
         """Summarise `values_s` (seconds); an empty sample gives zeros, as vLLM's `x or 0` does."""
         ms = np.asarray(values_s if len(values_s) else [0.0], dtype=float) * 1000.0
         return cls(
@@ -171,6 +170,6 @@ def compute_metrics(
         slo_attainment=None if good is None else good / len(timelines),
         ttft=LatencyStats.of([t.ttft_s for t in ok]),
         tpot=LatencyStats.of([tpot for t in ok if (tpot := t.tpot_s) is not None]),
-        itl=LatencyStats.of([gap for t in ok for gap in t.itl_s]),
+        itl=LatencyStats.of(np.concatenate([t.itl_s for t in ok]) if ok else []),
         e2el=LatencyStats.of([t.latency_s for t in ok]),
     )

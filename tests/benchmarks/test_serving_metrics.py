@@ -25,9 +25,9 @@ RUN = [R1, R2, R3, R4]
 
 
 def test_per_request_values() -> None:
-    assert (R1.ttft_s, R1.latency_s, R1.itl_s, R1.tpot_s) == (0.25, 1.0, [0.25, 0.25, 0.25], 0.25)
-    assert (R2.ttft_s, R2.latency_s, R2.itl_s, R2.tpot_s) == (0.5, 1.5, [1.0], 0.5)
-    assert (R3.ttft_s, R3.latency_s, R3.itl_s, R3.tpot_s) == (0.125, 0.125, [], None)
+    assert (R1.ttft_s, R1.latency_s, R1.itl_s.tolist(), R1.tpot_s) == (0.25, 1.0, [0.25, 0.25, 0.25], 0.25)
+    assert (R2.ttft_s, R2.latency_s, R2.itl_s.tolist(), R2.tpot_s) == (0.5, 1.5, [1.0], 0.5)
+    assert (R3.ttft_s, R3.latency_s, R3.itl_s.tolist(), R3.tpot_s) == (0.125, 0.125, [], None)
     with pytest.raises(ValueError, match="no token chunk"):
         _ = R4.ttft_s
 
