@@ -1,0 +1,134 @@
+"""The discrete-event loop: arrivals and engine steps in virtual time.
+
+Two kinds of event, taken in time order:
+- a step end of instance k (from a heap keyed by (time, sequence number), so equal times keep
+  the order they were scheduled in);
+- the next arrival of the workload (already sorted, so it is read in order, never heaped).
+A step end at the same instant as an arrival is handled first: the engine's state then includes
+that step, as a real gateway's next snapshot would.
+
+An arrival is placed by the real scheduling framework over the instances' current views (built
+from the real engine's `stats()`), then queued on that instance; an idle instance starts a step
+at once. A step end applies the samples, records the tokens at that instant and starts the next
+step. Nothing reads the wall clock; the only randomness is the pickers' `random.Random(seed)`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from controlplane.errors import NoCapacity
+from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.instance import SimInstance
+from controlplane.runtime.sim.recorder import Recorder
+from controlplane.runtime.sim.workload import SimWorkload
+from controlplane.scheduling.framework import SchedulingFramework
+from controlplane.scheduling.registry import build_profile
+from controlplane.scheduling.types import RequestView
+from instances.engine.config import EngineConfig
+from instances.types import EngineRequest, SamplingParams
+
+Progress = Callable[[int, int, float], None]
+"""Called as `progress(finished_requests, total_requests, virtual_now_s)` every few thousand events."""
+
+_PROGRESS_EVERY = 4096
+
+
+@dataclass(frozen=True)
+class SimRun:
+    """What a finished simulation hands to the report: the recorder and the run's counters."""
+
+    recorder: Recorder
+    instances: list[SimInstance]
+    engine: EngineConfig  # as run: prefix caching is off for workloads that share no prefix
+    duration_s: float
+    events: int
+
+
+class Simulation:
+    """One run of `workload` through `config`'s cluster. Call `run()` once."""
+
+    def __init__(self, config: SimConfig, workload: SimWorkload) -> None:
+        self.config = config
+        self.workload = workload
+        engine = config.engine
+        if not workload.shares_prefixes and engine.enable_prefix_caching:
+            engine = replace(engine, enable_prefix_caching=False)
+        self.engine = engine
+        self.instances = [
+            SimInstance(f"sim-{k:04d}", engine, config.latency) for k in range(config.instances)
+        ]
+        self.framework = SchedulingFramework({config.policy: build_profile(config.policy, config.profile)})
+        self.rng = random.Random(config.seed)
+        self.recorder = Recorder()
+        self._index = {inst.instance_id: k for k, inst in enumerate(self.instances)}
+        self._steps: list[tuple[float, int, int]] = []  # (end time, sequence, instance index)
+        self._seq = 0
+        self._ran = False
+
+    def run(self, progress: Progress | None = None) -> SimRun:
+        """Replay every request to completion. Raises RuntimeError if called twice."""
+        if self._ran:
+            raise RuntimeError("a Simulation runs once; build a new one")
+        self._ran = True
+        requests = self.workload.requests
+        total = len(requests)
+        steps = self._steps
+        instances = self.instances
+        now = 0.0
+        events = 0
+        next_arrival = 0
+        while next_arrival < total or steps:
+            if steps and (next_arrival >= total or steps[0][0] <= requests[next_arrival].arrival_s):
+                now, _, k = heapq.heappop(steps)
+                inst = instances[k]
+                self.recorder.tokens(inst.finish_step(), now)
+                self._start(k, now)
+            else:
+                now = requests[next_arrival].arrival_s
+                self._arrive(next_arrival, now)
+                next_arrival += 1
+            events += 1
+            if progress is not None and events % _PROGRESS_EVERY == 0:
+                progress(self.recorder.finished, total, now)
+        if progress is not None:
+            progress(self.recorder.finished, total, now)
+        return SimRun(self.recorder, instances, self.engine, now, events)
+
+    def _start(self, k: int, now: float) -> None:
+        duration = self.instances[k].start_step()
+        if duration is not None:
+            self._seq += 1
+            heapq.heappush(self._steps, (now + duration, self._seq, k))
+
+    def _arrive(self, index: int, now: float) -> None:
+        trace = self.workload.requests[index]
+        request_id = f"req-{index}"
+        self.recorder.sent(request_id, trace.prompt_len, now)
+        view = RequestView(request_id, trace.prompt_len, trace.output_len)
+        try:
+            chosen = self.framework.schedule(
+                self.config.policy, view, [inst.view for inst in self.instances], self.rng
+            )
+        except NoCapacity as e:
+            self.recorder.rejected(request_id, e.message)
+            return
+        k = self._index[chosen.instance_id]
+        inst = self.instances[k]
+        req = EngineRequest(
+            request_id=request_id,
+            prompt_token_ids=self.workload.prompt(index),
+            sampling=SamplingParams(max_tokens=trace.output_len, temperature=0.0, ignore_eos=True),
+            arrival_time=now,
+        )
+        try:
+            inst.check(req)
+        except ValueError as e:
+            self.recorder.rejected(request_id, str(e))
+            return
+        inst.add(req)
+        if not inst.busy:
+            self._start(k, now)
