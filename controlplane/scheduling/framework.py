@@ -4,18 +4,25 @@ Shaped after the Gateway API inference extension / llm-d router: the framework i
 and every opinion lives in a plugin. A decision is a pure function of its inputs (the request view,
 the instance views, the profile and a seeded `random.Random`) plus the pickers' own documented state;
 nothing here reads a clock or does I/O.
+
+One decision is on the simulator's hot path (once per simulated request over up to hundreds of
+instances), so scores travel as plain lists of floats aligned with the candidate list rather than
+as per-instance mappings or objects; `benchmarks/scheduling_overhead.py` measures the cost.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Protocol
 
 from controlplane.errors import ConfigError, NoCapacity
-from controlplane.scheduling.types import InstanceId, InstanceView, RequestView, Scored
+from controlplane.scheduling.types import InstanceView, RequestView
+
+by_instance_id = attrgetter("instance_id")
+"""Sort key of the candidate order every plugin sees: ascending instance id."""
 
 
 class Filter(Protocol):
@@ -25,19 +32,26 @@ class Filter(Protocol):
 
 
 class Scorer(Protocol):
-    """Rates candidates: a score per candidate's instance id, higher is better.
+    """Rates candidates, higher is better: one score per candidate, `scores[i]` rating `cands[i]`.
 
-    Scores should lie in [0, 1]; the framework clamps whatever comes back (NaN counts as 0).
-    Every candidate must get a score.
+    `cands` is non-empty and in instance-id order. Scores should lie in [0, 1]; the framework clamps
+    whatever comes back (NaN counts as 0) and raises ValueError when the number of scores differs
+    from the number of candidates. Must not mutate `cands`.
     """
 
-    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> dict[InstanceId, float]: ...
+    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> Sequence[float]: ...
 
 
 class Picker(Protocol):
-    """Chooses one instance from a non-empty list of scored candidates, using only `rng` for chance."""
+    """Chooses one of a non-empty list of candidates, using only `rng` for chance.
 
-    def pick(self, scored: Sequence[Scored], rng: random.Random) -> InstanceView: ...
+    `cands` is in instance-id order and `totals[i]` is the weighted total score of `cands[i]`
+    (all 0.0 when the profile has no scorers). Must not mutate either list.
+    """
+
+    def pick(
+        self, cands: Sequence[InstanceView], totals: Sequence[float], rng: random.Random
+    ) -> InstanceView: ...
 
 
 @dataclass(frozen=True)
@@ -68,10 +82,8 @@ class Profile:
 
 
 def clamp_score(value: float) -> float:
-    """Clamp a plugin's score into [0, 1]; NaN becomes 0."""
-    if math.isnan(value):
-        return 0.0
-    return min(1.0, max(0.0, value))
+    """Clamp a plugin's score into [0, 1]; NaN becomes 0 (`SchedulingFramework.schedule` inlines this)."""
+    return 0.0 if not value > 0.0 else min(1.0, value)
 
 
 class SchedulingFramework:
@@ -105,10 +117,11 @@ class SchedulingFramework:
         Candidates are considered in instance-id order, so the result does not depend on the order
         of `views`. Each candidate's total is the weighted sum of its clamped scores.
         Raises NoCapacity naming the filter that left no candidate (or saying there were no
-        instances), and ConfigError for an unknown profile.
+        instances), ConfigError for an unknown profile, and ValueError when a scorer returns a
+        number of scores other than the number of candidates.
         """
         profile = self.profile(profile_name)
-        cands = sorted(views, key=lambda v: v.instance_id)
+        cands = sorted(views, key=by_instance_id)
         if not cands:
             raise NoCapacity(f"no instances to schedule request {req.request_id} on")
         for named in profile.filters:
@@ -119,11 +132,22 @@ class SchedulingFramework:
                     f"no instance can take request {req.request_id}: filter {named.name!r} of "
                     f"profile {profile.name!r} rejected all {before} candidates"
                 )
-        totals = {c.instance_id: 0.0 for c in cands}
+        n = len(cands)
+        totals: list[float] | None = None
         for weighted in profile.scorers:
             scores = weighted.plugin.score(req, cands)
-            for iid in totals:
-                if iid not in scores:
-                    raise ValueError(f"scorer {weighted.name!r} returned no score for instance {iid!r}")
-                totals[iid] += weighted.weight * clamp_score(scores[iid])
-        return profile.picker.pick([Scored(c, totals[c.instance_id]) for c in cands], rng)
+            if len(scores) != n:
+                raise ValueError(f"scorer {weighted.name!r} returned {len(scores)} scores for {n} candidates")
+            w = weighted.weight
+            # clamp_score inlined (conditional expressions, not min/max calls, for speed):
+            # one pass per scorer clamps, weighs and adds
+            if totals is None and w == 1.0:  # the common first scorer: 0.0 + 1.0 * x == x exactly
+                totals = [0.0 if not s > 0.0 else (1.0 if s > 1.0 else s) for s in scores]  # noqa: FURB136
+            elif totals is None:
+                totals = [w * (0.0 if not s > 0.0 else (1.0 if s > 1.0 else s)) for s in scores]  # noqa: FURB136
+            else:
+                totals = [
+                    t + w * (0.0 if not s > 0.0 else (1.0 if s > 1.0 else s))  # noqa: FURB136
+                    for t, s in zip(totals, scores, strict=True)
+                ]
+        return profile.picker.pick(cands, [0.0] * n if totals is None else totals, rng)

@@ -35,11 +35,3 @@ class RequestView:
     max_tokens: int
     priority: int = 0
     block_hashes: tuple[bytes, ...] = field(default=())
-
-
-@dataclass(frozen=True)
-class Scored:
-    """An instance with its weighted total score (higher is better)."""
-
-    instance: InstanceView
-    score: float

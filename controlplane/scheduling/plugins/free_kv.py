@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controlplane.scheduling.types import InstanceId, InstanceView, RequestView
+from controlplane.scheduling.types import InstanceView, RequestView
 
 
 def free_fraction(view: InstanceView) -> float:
@@ -23,5 +23,12 @@ def free_fraction(view: InstanceView) -> float:
 class FreeKVScorer:
     """Scores each candidate by `free_fraction`."""
 
-    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> dict[InstanceId, float]:
-        return {c.instance_id: free_fraction(c) for c in cands}
+    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
+        # free_fraction inlined (this runs once per decision over every candidate)
+        return [
+            0.0
+            if (total := c.total_blocks) <= 0
+            or (free := c.free_blocks - -(-c.pending_tokens // c.block_size)) <= 0
+            else (fraction if (fraction := free / total) < 1.0 else 1.0)
+            for c in cands
+        ]

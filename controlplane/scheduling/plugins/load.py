@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controlplane.scheduling.types import InstanceId, InstanceView, RequestView
+from controlplane.scheduling.types import InstanceView, RequestView
 
 
 def instance_load(view: InstanceView) -> int:
@@ -21,9 +21,10 @@ def instance_load(view: InstanceView) -> int:
 class LoadScorer:
     """Scores candidates by relative token load (see the module docstring)."""
 
-    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> dict[InstanceId, float]:
-        loads = {c.instance_id: instance_load(c) for c in cands}
-        busiest = max(loads.values(), default=0)
+    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
+        # instance_load inlined (this runs once per decision over every candidate)
+        loads = [c.tokens_in_flight + c.pending_tokens for c in cands]
+        busiest = max(loads, default=0)
         if busiest <= 0:
-            return {iid: 1.0 for iid in loads}
-        return {iid: 1.0 - load / busiest for iid, load in loads.items()}
+            return [1.0] * len(loads)
+        return [1.0 - load / busiest for load in loads]

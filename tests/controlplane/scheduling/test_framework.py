@@ -13,29 +13,35 @@ from controlplane.scheduling.framework import (
 )
 from controlplane.scheduling.plugins.healthy import HealthyFilter
 from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
-from controlplane.scheduling.types import InstanceView, RequestView, Scored
+from controlplane.scheduling.types import InstanceView, RequestView
 from tests.controlplane.scheduling.helpers import REQ, view
 
 
 class FixedScorer:
-    """Returns the given scores verbatim (test plugin, exercising the framework's clamping)."""
+    """Returns the given scores verbatim (test plugin, exercising the framework's clamping).
+
+    Candidates missing from `scores` get no score, so the list comes back short."""
 
     def __init__(self, scores: dict[str, float]) -> None:
         self.scores = scores
+        self.seen: list[str] = []
 
-    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> dict[str, float]:
-        return {c.instance_id: self.scores[c.instance_id] for c in cands if c.instance_id in self.scores}
+    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
+        self.seen = [c.instance_id for c in cands]
+        return [self.scores[c.instance_id] for c in cands if c.instance_id in self.scores]
 
 
 class RecordingPicker:
-    """Remembers what it was given and picks the highest score (first on ties)."""
+    """Remembers what it was given and picks the highest total (first on ties)."""
 
     def __init__(self) -> None:
-        self.seen: list[Scored] = []
+        self.seen: list[tuple[str, float]] = []
 
-    def pick(self, scored: Sequence[Scored], rng: random.Random) -> InstanceView:
-        self.seen = list(scored)
-        return max(scored, key=lambda s: s.score).instance
+    def pick(
+        self, cands: Sequence[InstanceView], totals: Sequence[float], rng: random.Random
+    ) -> InstanceView:
+        self.seen = [(c.instance_id, t) for c, t in zip(cands, totals, strict=True)]
+        return cands[totals.index(max(totals))]
 
 
 def _framework(scorers, picker):
@@ -54,21 +60,21 @@ def test_weighted_sum_of_scores():
     )
     chosen = fw.schedule("p", REQ, [view("a"), view("b")], random.Random(0))
     assert chosen.instance_id == "b"
-    assert [(s.instance.instance_id, s.score) for s in picker.seen] == [("a", 1.0), ("b", 3.0)]
+    assert picker.seen == [("a", 1.0), ("b", 3.0)]
 
 
 def test_zero_weight_scorer_has_no_effect():
     picker = RecordingPicker()
     fw = _framework([WeightedScorer("x", FixedScorer({"a": 1.0, "b": 0.0}), 0.0)], picker)
     fw.schedule("p", REQ, [view("a"), view("b")], random.Random(0))
-    assert [s.score for s in picker.seen] == [0.0, 0.0]
+    assert picker.seen == [("a", 0.0), ("b", 0.0)]
 
 
 def test_scores_are_clamped_to_unit_interval():
     picker = RecordingPicker()
     fw = _framework([WeightedScorer("x", FixedScorer({"a": 7.0, "b": -3.0, "c": float("nan")}), 2.0)], picker)
     fw.schedule("p", REQ, [view("a"), view("b"), view("c")], random.Random(0))
-    assert [s.score for s in picker.seen] == [2.0, 0.0, 0.0]
+    assert picker.seen == [("a", 2.0), ("b", 0.0), ("c", 0.0)]
 
 
 def test_clamp_score():
@@ -83,9 +89,37 @@ def test_clamp_score():
     ]
 
 
-def test_missing_score_is_a_plugin_error():
+def test_clamping_also_after_the_first_scorer():
+    picker = RecordingPicker()
+    fw = _framework(
+        [
+            WeightedScorer("x", FixedScorer({"a": 0.5, "b": 0.5, "c": 0.5}), 1.0),
+            WeightedScorer("y", FixedScorer({"a": 7.0, "b": -3.0, "c": float("nan")}), 0.5),
+        ],
+        picker,
+    )
+    fw.schedule("p", REQ, [view("a"), view("b"), view("c")], random.Random(0))
+    assert picker.seen == [("a", 1.0), ("b", 0.5), ("c", 0.5)]
+
+
+def test_no_scorers_gives_zero_totals():
+    picker = RecordingPicker()
+    _framework([], picker).schedule("p", REQ, [view("b"), view("a")], random.Random(0))
+    assert picker.seen == [("a", 0.0), ("b", 0.0)]
+
+
+def test_scorers_and_picker_see_candidates_in_instance_id_order():
+    scorer, picker = FixedScorer({i: 0.5 for i in "abc"}), RecordingPicker()
+    _framework([WeightedScorer("x", scorer, 1.0)], picker).schedule(
+        "p", REQ, [view("c"), view("a"), view("b")], random.Random(0)
+    )
+    assert scorer.seen == ["a", "b", "c"]
+    assert [iid for iid, _ in picker.seen] == ["a", "b", "c"]
+
+
+def test_wrong_number_of_scores_is_a_plugin_error():
     fw = _framework([WeightedScorer("x", FixedScorer({"a": 1.0}), 1.0)], RecordingPicker())
-    with pytest.raises(ValueError, match="scorer 'x' returned no score for instance 'b'"):
+    with pytest.raises(ValueError, match="scorer 'x' returned 1 scores for 2 candidates"):
         fw.schedule("p", REQ, [view("a"), view("b")], random.Random(0))
 
 
@@ -93,7 +127,7 @@ def test_filters_run_before_scoring_and_picking():
     picker = RecordingPicker()
     fw = _framework([WeightedScorer("x", FixedScorer({"a": 0.0}), 1.0)], picker)
     assert fw.schedule("p", REQ, [view("a"), view("b", healthy=False)], random.Random(0)).instance_id == "a"
-    assert [s.instance.instance_id for s in picker.seen] == ["a"]
+    assert picker.seen == [("a", 0.0)]
 
 
 def test_deterministic_with_seeded_rng_and_independent_of_view_order():

@@ -4,7 +4,7 @@ from tests.controlplane.scheduling.helpers import REQ, view
 
 def test_free_block_fraction():
     cands = [view("a", free_blocks=25), view("b", free_blocks=100), view("c", free_blocks=0)]
-    assert FreeKVScorer().score(REQ, cands) == {"a": 0.25, "b": 1.0, "c": 0.0}
+    assert FreeKVScorer().score(REQ, cands) == [0.25, 1.0, 0.0]
 
 
 def test_pending_tokens_take_whole_blocks():
@@ -18,3 +18,14 @@ def test_pending_never_below_zero():
 
 def test_no_blocks_scores_zero():
     assert free_fraction(view("a", free_blocks=0, total_blocks=0)) == 0.0
+
+
+def test_scorer_agrees_with_free_fraction():
+    cands = [
+        view("a", free_blocks=50, pending_tokens=17),
+        view("b", free_blocks=1, pending_tokens=1000),
+        view("c", free_blocks=0, total_blocks=0, pending_tokens=5),
+        view("d", free_blocks=120, total_blocks=100),
+        view("e", free_blocks=33, total_blocks=64, block_size=8, pending_tokens=8),
+    ]
+    assert FreeKVScorer().score(REQ, cands) == [free_fraction(c) for c in cands] == [0.48, 0.0, 0.0, 1.0, 0.5]
