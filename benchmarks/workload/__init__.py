@@ -23,7 +23,7 @@ from benchmarks.workload.tokens import (
     prompt_token_ids,
     random_token_ids,
 )
-from benchmarks.workload.transforms import head, scale_lengths, scale_rate
+from benchmarks.workload.transforms import cycle, head, scale_lengths, scale_rate
 
 __all__ = [
     "DEFAULT_VOCAB",
@@ -35,6 +35,7 @@ __all__ = [
     "WorkloadSpec",
     "arrival_times",
     "build_workload",
+    "cycle",
     "hash_block_token_ids",
     "head",
     "load_azure_csv",

@@ -16,7 +16,7 @@ from benchmarks.workload.arrivals import with_arrivals
 from benchmarks.workload.request import TraceRequest
 from benchmarks.workload.sources import load_trace
 from benchmarks.workload.tokens import DEFAULT_VOCAB, check_vocab
-from benchmarks.workload.transforms import check_cap, check_factor, head, scale_lengths, scale_rate
+from benchmarks.workload.transforms import check_cap, check_factor, cycle, head, scale_lengths, scale_rate
 
 ARRIVALS = ("poisson", "gamma")
 
@@ -30,7 +30,8 @@ class WorkloadSpec:
     Arrivals: a timed trace keeps its own timestamps unless `request_rate` is set; otherwise
     arrivals are drawn at `request_rate` (default inf: all at once, as in vLLM) by the `arrival`
     process with coefficient of variation `cv` (1 for poisson). Then, in this order: the first
-    `num_requests` are kept, arrivals are divided by `rate_scale`, and lengths are multiplied by
+    `num_requests` are kept (a shorter trace is repeated, see `transforms.cycle`), arrivals are
+    divided by `rate_scale`, and lengths are multiplied by
     `length_scale` and clamped to [1, `max_input_len`] / [1, `max_output_len`].
     `seed` drives arrivals and prompt token ids; `vocab` is the prompt id range [lo, hi).
     Raises ValueError from the constructor on an inconsistent or out-of-range field, so building a
@@ -103,7 +104,9 @@ def build_workload(spec: WorkloadSpec, data_dir: Path | None = None) -> list[Tra
         trace = load_trace(spec.trace, data_dir)
         requests, timed = list(trace.requests), trace.timed
     if spec.num_requests is not None:
-        requests = head(requests, spec.num_requests)
+        requests = head(requests, spec.num_requests) if spec.num_requests <= len(requests) else cycle(
+            requests, spec.num_requests
+        )
     if spec.request_rate is not None or not timed:
         rate = math.inf if spec.request_rate is None else spec.request_rate
         requests = with_arrivals(requests, rate, spec.cv, np.random.default_rng(spec.seed))

@@ -20,6 +20,27 @@ def head(requests: Sequence[TraceRequest], limit: int) -> list[TraceRequest]:
     return list(requests[:limit])
 
 
+def cycle(requests: Sequence[TraceRequest], count: int) -> list[TraceRequest]:
+    """Exactly `count` requests: `requests` repeated in order as often as needed (cut at `count`).
+
+    Each repetition starts one mean inter-arrival gap after the previous one's last arrival, so a
+    timed trace keeps its rate and burst pattern; untimed requests (all at 0) stay at 0. Repeated
+    requests keep their `hash_ids`, so a repetition shares its prompts' prefixes with the first.
+    Raises ValueError when `requests` is empty or `count < 1`.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if not requests:
+        raise ValueError("cannot cycle an empty workload")
+    n = len(requests)
+    last = requests[-1].arrival_s
+    period = last + (last / (n - 1) if n > 1 else 0.0)
+    return [
+        replace(requests[i % n], arrival_s=requests[i % n].arrival_s + (i // n) * period) if i >= n else requests[i]
+        for i in range(count)
+    ]
+
+
 def check_factor(name: str, factor: float) -> None:
     """Raise ValueError unless `factor` is a positive finite number."""
     if not (factor > 0 and math.isfinite(factor)):

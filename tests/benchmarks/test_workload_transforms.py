@@ -14,6 +14,7 @@ from benchmarks.workload import (
     WorkloadSpec,
     arrival_times,
     build_workload,
+    cycle,
     head,
     scale_lengths,
     scale_rate,
@@ -115,3 +116,21 @@ def test_spec_describe_is_json_ready() -> None:
     spec = WorkloadSpec(trace="sharegpt", request_rate=math.inf, vocab=(1, 9))
     described = spec.describe()
     assert (described["request_rate"], described["vocab"], described["trace"]) == ("inf", [1, 9], "sharegpt")
+
+
+def test_cycle_repeats_a_timed_trace_one_mean_gap_after_its_end() -> None:
+    reqs = [TraceRequest(0.0, 5, 1), TraceRequest(1.0, 6, 2), TraceRequest(4.0, 7, 3)]
+    out = cycle(reqs, 7)
+    # mean gap 2 s, so the second pass starts at 4 + 2 = 6 s and the third at 12 s
+    assert [r.arrival_s for r in out] == [0.0, 1.0, 4.0, 6.0, 7.0, 10.0, 12.0]
+    assert [r.prompt_len for r in out] == [5, 6, 7, 5, 6, 7, 5]
+    assert cycle(reqs, 2) == reqs[:2]
+    with pytest.raises(ValueError, match="empty"):
+        cycle([], 3)
+
+
+def test_build_workload_repeats_a_short_trace_to_the_requested_count() -> None:
+    spec = WorkloadSpec(trace="sharegpt", num_requests=10_005, request_rate=50.0)
+    reqs = build_workload(spec)
+    assert len(reqs) == 10_005
+    assert [r.prompt_len for r in reqs[10_000:]] == [r.prompt_len for r in reqs[:5]]
