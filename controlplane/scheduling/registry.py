@@ -22,13 +22,27 @@ from controlplane.scheduling.framework import (
 )
 from controlplane.scheduling.plugins.free_kv import FreeKVScorer
 from controlplane.scheduling.plugins.healthy import HealthyFilter
+from controlplane.scheduling.plugins.infaas import InfaasScorer
+from controlplane.scheduling.plugins.least_requests import LeastRequestsScorer
 from controlplane.scheduling.plugins.load import LoadScorer
+from controlplane.scheduling.plugins.max_score import MaxScorePicker
 from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
+from controlplane.scheduling.plugins.random_picker import RandomPicker
 from controlplane.scheduling.plugins.round_robin import RoundRobinPicker
 
 FILTERS: dict[str, Callable[[], Filter]] = {"healthy": HealthyFilter}
-SCORERS: dict[str, Callable[[], Scorer]] = {"load": LoadScorer, "free_kv": FreeKVScorer}
-PICKERS: dict[str, Callable[[], Picker]] = {"round_robin": RoundRobinPicker, "power_of_two": PowerOfTwoPicker}
+SCORERS: dict[str, Callable[[], Scorer]] = {
+    "load": LoadScorer,
+    "free_kv": FreeKVScorer,
+    "least_requests": LeastRequestsScorer,
+    "infaas": InfaasScorer,
+}
+PICKERS: dict[str, Callable[[], Picker]] = {
+    "round_robin": RoundRobinPicker,
+    "power_of_two": PowerOfTwoPicker,
+    "random": RandomPicker,
+    "max_score": MaxScorePicker,
+}
 
 T = TypeVar("T")
 

@@ -6,8 +6,12 @@ from controlplane.config import FlotillaConfig, ProfileConfig
 from controlplane.errors import ConfigError
 from controlplane.scheduling.plugins.free_kv import FreeKVScorer
 from controlplane.scheduling.plugins.healthy import HealthyFilter
+from controlplane.scheduling.plugins.infaas import InfaasScorer
+from controlplane.scheduling.plugins.least_requests import LeastRequestsScorer
 from controlplane.scheduling.plugins.load import LoadScorer
+from controlplane.scheduling.plugins.max_score import MaxScorePicker
 from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
+from controlplane.scheduling.plugins.random_picker import RandomPicker
 from controlplane.scheduling.plugins.round_robin import RoundRobinPicker
 from controlplane.scheduling.registry import build_framework, build_profile
 from tests.controlplane.scheduling.helpers import REQ, view
@@ -22,6 +26,18 @@ def test_default_profile_from_default_config():
         ("free_kv", FreeKVScorer, 0.5),
     ]
     assert isinstance(profile.picker, PowerOfTwoPicker)
+
+
+@pytest.mark.parametrize(
+    ("scorers", "picker", "types"),
+    [
+        ({"least_requests": 1.0}, "max_score", (LeastRequestsScorer, MaxScorePicker)),
+        ({"infaas": 2.0}, "random", (InfaasScorer, RandomPicker)),
+    ],
+)
+def test_baseline_plugins_are_registered(scorers, picker, types):
+    profile = build_profile("p", ProfileConfig(scorers=scorers, picker=picker))
+    assert (type(profile.scorers[0].plugin), type(profile.picker)) == types
 
 
 def test_default_profile_prefers_idle_instance():
@@ -51,12 +67,17 @@ def test_each_profile_gets_its_own_plugin_instances():
         ),
         (
             ProfileConfig(scorers={"lod": 1.0}),
-            "config error: scheduling.profiles.p.scorers: unknown scorer 'lod' (known: free_kv, load)",
+            (
+                "config error: scheduling.profiles.p.scorers: unknown scorer 'lod' "
+                "(known: free_kv, infaas, least_requests, load)"
+            ),
         ),
         (
-            ProfileConfig(picker="random"),
-            "config error: scheduling.profiles.p.picker: unknown picker 'random' "
-            "(known: power_of_two, round_robin)",
+            ProfileConfig(picker="randm"),
+            (
+                "config error: scheduling.profiles.p.picker: unknown picker 'randm' "
+                "(known: max_score, power_of_two, random, round_robin)"
+            ),
         ),
     ],
 )
