@@ -29,10 +29,22 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="once serving, send TEXT as a chat request, print the answer, keep serving")
 
 
+def _profile_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("profile", help="time the real engine's steps over a grid of batch shapes and fit "
+                                       "latency coefficients for the simulator (docs/latency-models.md)")
+    p.add_argument("--model", default="tiny-llama", help="tiny-llama (default), smollm2-135m or a model path")
+    p.add_argument("--out", default="profile.csv", help="CSV of measured steps (default profile.csv)")
+    p.add_argument("--fit", default="fit.json", help="DistServe coefficients JSON (default fit.json)")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps per grid point (default 5)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as each instance)")
+    p.add_argument("--quick", action="store_true", help="a small grid (seconds, for tests)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flotilla", description="Flotilla LLM-serving control plane")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _profile_parser(sub)
     return parser
 
 
@@ -55,6 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config, _serve_overrides(args))
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve(config, ask=args.ask))
+        elif args.command == "profile":
+            from instances.latency.profile import run_profile
+
+            result = run_profile(args.model, args.out, args.fit, repeats=args.repeats, threads=args.threads,
+                                 quick=args.quick, progress=sys.stderr)
+            for part, q in (("prefill", result.prefill), ("decode", result.decode)):
+                print(f"{part}: {q.rows} rows, R^2 {q.r2:.4f}, max relative error {q.max_rel_error:.1%}")
+            print(f"wrote {args.out} and {args.fit}")
     except FlotillaError as e:
         print(f"flotilla: {e.message}", file=sys.stderr)
         return EXIT_USAGE if e.status_code < 500 else EXIT_FAILURE

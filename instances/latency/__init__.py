@@ -4,7 +4,7 @@ The simulator drives the real `LocalScheduler` and `BlockManager` and asks a `La
 step time of each scheduled batch (`StepShape.of(batch)`). Two models:
 - `RooflineModel`: analytical, from a GPU's datasheet peaks and a model's shape;
 - `DistServeModel`: fitted coefficients, e.g. from `flotilla profile` on this machine.
-See docs/latency-models.md (written with `flotilla profile`).
+See docs/latency-models.md.
 """
 
 from __future__ import annotations

@@ -1,0 +1,227 @@
+"""`flotilla profile`: time the real engine's steps over a grid of batch shapes, fit DistServe
+coefficients.
+
+Each timed step is a real `Engine.step()` (local scheduler, torch `ModelRunner` forward pass over
+the paged KV cache, sampling, scheduler update), built as `instances/replica.py` builds a serving
+instance, with `torch.set_num_threads(threads)` (1 by default, what each serving instance uses).
+The engine's executor is wrapped to record the shape of the batch it runs, so every row carries
+the shape that was actually computed.
+
+- prefill points (n, T): n prompts of T tokens from position 0, admitted and prefilled in one step
+  (max_tokens 1, prefix caching off, so repeats do not hit the cache); `warmup` untimed steps, then
+  `repeats` timed ones, each on a fresh set of prompts.
+- decode points (B, C): B prompts prefilled together in one untimed step, `warmup` untimed decode
+  steps, then `repeats` timed decode steps. Each decode step adds one token of context, so the
+  prompt length is chosen to put the middle timed step at context C for every sequence (with 5
+  repeats: C - 2, ..., C + 2).
+
+One CSV row per grid point: the shape of its (middle) timed step and the median time of its timed
+steps, so a step slowed down by another process on the machine does not move the row.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import torch
+
+from controlplane.errors import ConfigError
+from instances.engine.config import EngineConfig
+from instances.engine.engine import Engine
+from instances.engine.executor import Executor, ModelRunner
+from instances.engine.scheduler import SampledToken, ScheduledBatch
+from instances.latency.distserve import FitResult, fit
+from instances.latency.rows import ProfileRow, write_rows
+from instances.latency.shape import StepShape
+from instances.models.loader import LoadedModel, load_model
+from instances.types import EngineRequest, SamplingParams
+
+BLOCK_SIZE = 16  # the serving default (controlplane/config.py EngineSection)
+
+
+@dataclass(frozen=True)
+class ProfileGrid:
+    """Shapes to time: single prompts of each `prefill_lens` length, (n, T) multi-prompt prefills,
+    and every (batch, context) decode combination."""
+
+    prefill_lens: tuple[int, ...]
+    multi_prefills: tuple[tuple[int, int], ...]
+    decode_batches: tuple[int, ...]
+    decode_contexts: tuple[int, ...]
+
+    def points(self) -> list[tuple[str, int, int]]:
+        """(kind, num_seqs, tokens per sequence or context) in run order."""
+        prefills = [("prefill", 1, t) for t in self.prefill_lens] + [("prefill", n, t) for n, t in self.multi_prefills]
+        decodes = [("decode", b, c) for b in self.decode_batches for c in self.decode_contexts]
+        return prefills + decodes
+
+
+DEFAULT_GRID = ProfileGrid(
+    prefill_lens=(16, 32, 64, 128, 256, 384, 512, 768, 1024),
+    multi_prefills=((2, 64), (4, 64), (8, 64), (2, 256), (4, 256), (2, 512)),
+    decode_batches=(1, 2, 4, 8, 16, 32, 64),
+    decode_contexts=(16, 64, 256, 512, 1024),
+)
+QUICK_GRID = ProfileGrid(
+    prefill_lens=(16, 64, 256), multi_prefills=((2, 64),), decode_batches=(1, 4, 16), decode_contexts=(16, 128)
+)
+
+
+class _ShapeRecorder:
+    """An executor that records the shape of each batch, then runs it on the wrapped executor."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.last: StepShape | None = None
+
+    def execute(self, batch: ScheduledBatch) -> dict[str, SampledToken]:
+        self.last = StepShape.of(batch)
+        return self.inner.execute(batch)
+
+
+class _Profiler:
+    def __init__(self, loaded: LoadedModel, warmup: int, repeats: int) -> None:
+        self.loaded = loaded
+        self.warmup = warmup
+        self.repeats = repeats
+        self._ids = 0
+
+    def _engine(self, num_seqs: int, max_len: int, budget: int) -> tuple[Engine, _ShapeRecorder]:
+        cfg = EngineConfig(
+            block_size=BLOCK_SIZE, num_blocks=num_seqs * math.ceil(max_len / BLOCK_SIZE) + 1,
+            max_num_batched_tokens=budget, max_num_seqs=num_seqs, max_model_len=max_len,
+            enable_prefix_caching=False,
+        )
+        recorder = _ShapeRecorder(ModelRunner(self.loaded.model, cfg))
+        return Engine(cfg, recorder, eos_token_ids=self.loaded.tokenizer.eos_token_ids), recorder
+
+    def _add(self, engine: Engine, num_seqs: int, prompt_len: int, max_tokens: int) -> None:
+        vocab = self.loaded.config.vocab_size
+        for _ in range(num_seqs):
+            self._ids += 1
+            prompt = [(self._ids * 31 + 7 * i) % vocab for i in range(prompt_len)]
+            sampling = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+            engine.add_request(EngineRequest(f"profile-{self._ids}", prompt, sampling))
+
+    @staticmethod
+    def _timed_step(engine: Engine, recorder: _ShapeRecorder) -> tuple[StepShape, float]:
+        t0 = time.perf_counter()
+        engine.step()
+        seconds = time.perf_counter() - t0
+        assert recorder.last is not None
+        return recorder.last, seconds
+
+    def prefill(self, num_seqs: int, tokens: int) -> tuple[ProfileRow, list[float]]:
+        """The row of `num_seqs` prompts of `tokens` tokens, and every timed step's seconds."""
+        engine, recorder = self._engine(num_seqs, tokens + 1, num_seqs * tokens)
+        expected = StepShape.prefill(*[tokens] * num_seqs)
+        times = []
+        for i in range(self.warmup + self.repeats):
+            self._add(engine, num_seqs, tokens, max_tokens=1)
+            shape, seconds = self._timed_step(engine, recorder)
+            _expect(shape == expected and not engine.has_unfinished(), f"prefill {num_seqs}x{tokens}", shape)
+            if i >= self.warmup:
+                times.append(seconds)
+        return ProfileRow.of(expected, statistics.median(times)), times
+
+    def decode(self, batch: int, context: int) -> tuple[ProfileRow, list[float]]:
+        """The row of `batch` decodes of `context` tokens each, and every timed step's seconds."""
+        first = context - (self.repeats - 1) // 2  # context of the first timed step
+        prompt_len = first - 1 - self.warmup
+        steps = self.warmup + self.repeats
+        engine, recorder = self._engine(batch, prompt_len + steps + 2, max(batch * prompt_len, batch))
+        self._add(engine, batch, prompt_len, max_tokens=steps + 2)
+        shape, _ = self._timed_step(engine, recorder)
+        _expect(shape == StepShape.prefill(*[prompt_len] * batch), f"decode {batch}x{context} set-up", shape)
+        times = []
+        for i in range(steps):
+            shape, seconds = self._timed_step(engine, recorder)
+            ctx = first - self.warmup + i
+            _expect(shape == StepShape.decode(batch, ctx), f"decode {batch}x{ctx}", shape)
+            if i >= self.warmup:
+                times.append(seconds)
+        return ProfileRow.of(StepShape.decode(batch, context), statistics.median(times)), times
+
+
+def _expect(ok: bool, what: str, shape: StepShape) -> None:
+    if not ok:  # the engine scheduled something else (an engine change the profiler must follow)
+        raise RuntimeError(f"profile step {what} ran an unexpected batch {shape}")
+
+
+def profile(
+    model: str = "tiny-llama",
+    *,
+    grid: ProfileGrid = DEFAULT_GRID,
+    repeats: int = 5,
+    warmup: int = 1,
+    threads: int = 1,
+    progress: TextIO | None = None,
+    loaded: LoadedModel | None = None,
+) -> list[ProfileRow]:
+    """Time the grid's steps on the real engine of `model`: one row per grid point (see the module
+    docstring).
+
+    One line per grid point goes to `progress` (if given). ConfigError on bad arguments; ModelLoadError when
+    the model cannot be loaded. The torch thread count is restored afterwards.
+    """
+    if repeats < 1 or warmup < 0 or threads < 1:
+        raise ConfigError(f"profile needs repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
+    least = 3 + warmup + (repeats - 1) // 2  # a decode point's prompt needs 2 tokens (see `decode`)
+    if min(grid.decode_contexts, default=least) < least:
+        raise ConfigError(f"with {repeats} repeats and {warmup} warm-up steps, decode contexts must be >= "
+                          f"{least}; the grid's smallest is {min(grid.decode_contexts)}; use fewer repeats")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        loaded = loaded or load_model(model)
+        profiler = _Profiler(loaded, warmup, repeats)
+        _Profiler(loaded, 2, 1).prefill(1, 16)
+        _Profiler(loaded, 2, 1).decode(1, 16)  # first-call costs of torch, outside every grid point
+        points = grid.points()
+        rows: list[ProfileRow] = []
+        start = time.perf_counter()
+        for i, (kind, n, size) in enumerate(points, 1):
+            measure: Callable[[int, int], tuple[ProfileRow, list[float]]] = getattr(profiler, kind)
+            row, times = measure(n, size)
+            rows.append(row)
+            if progress is not None:
+                label = f"{n} x {size} tokens" if kind == "prefill" else f"batch {n}, context {size}"
+                print(f"[profile] {i}/{len(points)} {kind} {label}: median {row.seconds * 1e3:.2f} ms "
+                      f"(min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f}) over {len(times)} steps, "
+                      f"{time.perf_counter() - start:.0f} s", file=progress, flush=True)
+        return rows
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _check_writable(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {path}: directory {parent} does not exist")
+
+
+def run_profile(model: str, out: str, fit_path: str, *, repeats: int = 5, threads: int = 1, quick: bool = False,
+                progress: TextIO | None = None) -> FitResult:
+    """What `flotilla profile` does: profile, write the rows to `out` (CSV), fit, write the
+    coefficients to `fit_path` (JSON). Output paths are checked before the minutes of measuring."""
+    out_path, fit_file = Path(out), Path(fit_path)
+    for path in (out_path, fit_file):
+        _check_writable(path)
+    grid = QUICK_GRID if quick else DEFAULT_GRID
+    rows = profile(model, grid=grid, repeats=repeats, threads=threads, progress=progress)
+    source = (f"flotilla profile --model {model}{' --quick' if quick else ''}: torch {torch.__version__} on "
+              f"{platform.machine()} CPU, {threads} thread(s), {repeats} repeats; {len(rows)} rows in {out_path.name}")
+    result = fit(rows, source=source)
+    try:
+        write_rows(out_path, rows)
+        result.save(fit_file)
+    except OSError as e:
+        raise ConfigError(f"cannot write profile output: {e}") from e
+    return result
