@@ -35,10 +35,11 @@ class InfaasScorer:
     """Scores candidates by normalised freeness (see the module docstring)."""
 
     def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
-        # freeness inlined (this runs once per decision over every candidate)
+        # freeness inlined (this runs once per decision over every candidate); the counts are never
+        # negative, so `n or 1` is max(1, n) without a call
         values = [
             (c.free_blocks - -(-(c.queued_prompt_tokens + c.pending_tokens) // c.block_size))
-            / max(1, c.running + c.pending_requests)
+            / (c.running + c.pending_requests or 1)
             for c in cands
         ]
         lowest, highest = min(values, default=0.0), max(values, default=0.0)

@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from controlplane.scheduling.plugins.infaas import InfaasScorer, freeness
@@ -40,3 +42,21 @@ def test_more_running_requests_make_an_instance_less_free():
     # same free memory, but "a" shares it among 4 requests and "b" among 1
     cands = [view("a", free_blocks=80, running=4), view("b", free_blocks=80, running=1)]
     assert InfaasScorer().score(REQ, cands) == [0.0, 1.0]
+
+
+def test_scorer_agrees_with_freeness_on_random_views():
+    rng = random.Random(4)
+    cands = [
+        view(
+            f"i{k}",
+            free_blocks=rng.randint(0, 200),
+            running=rng.randint(0, 6),
+            pending_requests=rng.randint(0, 2),
+            queued_prompt_tokens=rng.randint(0, 900),
+            pending_tokens=rng.choice((0, rng.randint(1, 300))),
+        )
+        for k in range(40)
+    ]
+    values = [freeness(c) for c in cands]
+    lo, hi = min(values), max(values)
+    assert InfaasScorer().score(REQ, cands) == [(f - lo) / (hi - lo) for f in values]
