@@ -85,3 +85,29 @@ def test_unknown_plugin_names(spec, message):
     with pytest.raises(ConfigError) as info:
         build_profile("p", spec)
     assert info.value.message == message
+
+
+def test_default_profile_decisions_match_the_dict_based_framework():
+    """30 decisions over 20 shuffled views, recorded with the framework before scores became lists."""
+    g = random.Random(11)
+    views = [
+        view(
+            f"i{k:02d}",
+            healthy=k % 7 != 3,
+            running=g.randint(0, 8),
+            waiting=g.randint(0, 4),
+            free_blocks=g.randint(0, 100),
+            tokens_in_flight=g.randint(0, 3000),
+            queued_prompt_tokens=g.randint(0, 400),
+            pending_requests=g.randint(0, 2),
+            pending_tokens=g.choice((0, g.randint(1, 200))),
+        )
+        for k in range(20)
+    ]
+    g.shuffle(views)
+    fw = build_framework(FlotillaConfig().scheduling.profiles)
+    rng = random.Random(7)
+    picks = " ".join(fw.schedule("default", REQ, views, rng).instance_id[1:] for _ in range(30))
+    assert (
+        picks == "12 14 04 13 07 01 15 08 15 04 08 14 08 05 05 11 06 07 04 07 15 12 13 08 06 11 18 12 11 15"
+    )
