@@ -1,8 +1,11 @@
 import random
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
-from controlplane.config import FlotillaConfig
+from controlplane.config import FlotillaConfig, SchedulingSection
 from controlplane.errors import ConfigError
 from controlplane.scheduling.policies import BASELINE_POLICIES, policy_profile
 from controlplane.scheduling.registry import build_framework
@@ -79,3 +82,10 @@ def test_policies_are_valid_serving_config_profiles():
 def test_policy_profile_returns_a_copy():
     policy_profile("infaas").scorers["load"] = 1.0
     assert policy_profile("infaas").scorers == {"infaas": 1.0}
+
+
+def test_configuration_doc_lists_the_policies_as_they_are():
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "configuration.md").read_text()
+    block = re.search(r"baseline dispatch policies.*?```yaml\n(.*?)```", doc, re.DOTALL).group(1)
+    documented = SchedulingSection.model_validate(yaml.safe_load(block)["scheduling"]).profiles
+    assert documented == BASELINE_POLICIES
