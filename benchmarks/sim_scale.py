@@ -1,0 +1,99 @@
+"""How fast the simulator runs: wall time for growing clusters and request counts.
+
+    python -m benchmarks.sim_scale            # 16/64/256 instances, up to 100,000 requests
+    python -m benchmarks.sim_scale --quick    # small points, seconds
+
+Workload: the Azure LLM conversation trace at its own lengths, repeated as often as needed
+(`benchmarks.workload.cycle`), its arrival times compressed so that every instance gets the same
+request rate (`--rate-per-instance`) at every point: the cluster's load stays the same while it
+grows. A10 instances serving Llama-2-7B, roofline step times. The baseline of the ratios is the
+smallest point, measured in the same run. Writes results/sim_scale.json and docs/img/sim_scale.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.workload import WorkloadSpec
+from controlplane.runtime.sim.experiment import Experiment, run_experiment
+from controlplane.runtime.sim.report import ProgressBar, pyplot
+
+AZURE_CONV_RATE = 19366 / 3502  # requests per second of the trace as published
+FULL = ((16, 6_250), (64, 25_000), (256, 25_000), (256, 100_000))
+QUICK = ((4, 400), (16, 1_600))
+
+
+def measure(instances: int, requests: int, rate_per_instance: float, policy: str) -> dict[str, float]:
+    """One point: simulate and time it (wall time, events, events per second)."""
+    workload = WorkloadSpec(trace="azure-conv", num_requests=requests,
+                            rate_scale=instances * rate_per_instance / AZURE_CONV_RATE)
+    exp = Experiment(workload, policy=policy, instances=instances)
+    start = time.perf_counter()
+    outcome = run_experiment(exp, ProgressBar(sys.stderr, label=f"{instances} x {requests}"))
+    wall = time.perf_counter() - start
+    r = outcome.results
+    return {
+        "instances": instances, "requests": requests, "virtual_s": r["duration_s"], "events": r["events"],
+        "wall_s": wall, "events_per_s": r["events"] / wall, "us_per_request": 1e6 * wall / requests,
+        "completed": r["completed"], "ttft_p99_s": r["ttft"]["p99"], "busy_fraction": r["busy_fraction"],
+    }
+
+
+def report(points: list[dict[str, float]]) -> str:
+    base = points[0]
+    header = (f"{'instances':>9} {'requests':>9} {'virtual s':>10} {'events':>10} {'wall s':>8} "
+              f"{'events/s':>10} {'us/request':>10} {'x wall/request':>14} {'busy':>6}")
+    lines = [header]
+    for p in points:
+        ratio = p["us_per_request"] / base["us_per_request"]
+        lines.append(f"{p['instances']:>9} {p['requests']:>9} {p['virtual_s']:>10,.0f} {p['events']:>10,} "
+                     f"{p['wall_s']:>8.1f} {p['events_per_s']:>10,.0f} {p['us_per_request']:>10,.0f} "
+                     f"{ratio:>14.2f} {p['busy_fraction']:>6.0%}")
+    return "\n".join(lines)
+
+
+def plot(points: list[dict[str, float]], path: Path) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for n in sorted({p["instances"] for p in points}):
+        pts = [p for p in points if p["instances"] == n]
+        ax.plot([p["requests"] for p in pts], [p["wall_s"] for p in pts], "o-", label=f"{n} instances")
+    ax.axhline(60, color="grey", linestyle="--", label="60 s target")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("simulated requests")
+    ax.set_ylabel("wall time (s)")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small points only")
+    parser.add_argument("--rate-per-instance", type=float, default=0.6,
+                        help="requests/s per A10 instance (default 0.6)")
+    parser.add_argument("--policy", default="least-requests")
+    parser.add_argument("--out", default="results/sim_scale.json")
+    parser.add_argument("--plot", default="docs/img/sim_scale.png")
+    args = parser.parse_args(argv)
+    points = [measure(n, r, args.rate_per_instance, args.policy) for n, r in (QUICK if args.quick else FULL)]
+    print(report(points))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"policy": args.policy, "rate_per_instance": args.rate_per_instance,
+                               "points": points}, indent=2) + "\n")
+    plot(points, Path(args.plot))
+    print(f"results: {out}  plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""`flotilla sim`: replay a trace through the simulated cluster and write `results.json` and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmarks.serving_metrics import SLO
+from benchmarks.workload import TraceFormatError, WorkloadSpec
+from controlplane.errors import ConfigError
+
+if TYPE_CHECKING:
+    from controlplane.runtime.sim.experiment import Experiment
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sim", help="simulate a cluster serving a trace, in virtual time",
+                       description="Replay a trace through simulated instances that run the real engine "
+                                   "scheduler and the real scheduling framework; step times come from a "
+                                   "latency model. Writes results.json and a latency-CDF plot.")
+    p.add_argument("--trace", required=True,
+                   help="azure-conv, mooncake, sharegpt, or a trace file of one of those formats")
+    p.add_argument("--policy", default="round-robin",
+                   help="round-robin (default), random, least-requests, power-of-two, infaas")
+    p.add_argument("--instances", type=int, default=16, help="simulated instances (default 16)")
+    p.add_argument("--gpu", default="A10", help="A10 (default), A100-80GB, H100, H200")
+    p.add_argument("--model-config", default="llama-2-7b",
+                   help="llama-2-7b (default), llama-3-8b, llama-2-13b, llama-2-70b, qwen-moe")
+    p.add_argument("--latency", metavar="FILE",
+                   help="DistServe-form coefficients (e.g. from `flotilla profile --fit`) instead of the roofline")
+    p.add_argument("--num-requests", type=int, help="replay only the first N requests")
+    p.add_argument("--rate", type=float,
+                   help="draw arrivals at this many requests/s (required meaning for length-only traces; "
+                        "default for them: all at once)")
+    p.add_argument("--arrival", choices=["poisson", "gamma"], default="poisson", help="arrival process for --rate")
+    p.add_argument("--cv", type=float, default=1.0, help="coefficient of variation of gamma arrivals")
+    p.add_argument("--rate-scale", type=float, default=1.0, help="divide inter-arrival times by X")
+    p.add_argument("--length-scale", type=float, default=1.0, help="multiply prompt and output lengths by X")
+    p.add_argument("--slo-ttft-ms", type=float, help="TTFT target for SLO attainment and goodput")
+    p.add_argument("--slo-tpot-ms", type=float, help="TPOT target for SLO attainment and goodput")
+    p.add_argument("--num-blocks", type=int, help="KV blocks per instance (default: what fits the GPU)")
+    p.add_argument("--block-size", type=int, default=16)
+    p.add_argument("--max-num-seqs", type=int, default=256)
+    p.add_argument("--max-batched-tokens", type=int, default=2048)
+    p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results.json", help="results file (default results.json)")
+    p.add_argument("--plot", help="latency CDF PNG (default: next to --out, .png)")
+    p.add_argument("--no-plot", action="store_true", help="write no plot")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def experiment_of(args: argparse.Namespace) -> Experiment:
+    """The `Experiment` the flags describe. Raises ValueError / ConfigError naming the bad flag.
+    (The simulator is imported here, not at module level, so `flotilla --help` stays quick.)"""
+    from controlplane.runtime.sim.experiment import Experiment
+
+    if args.instances < 1:
+        raise ValueError(f"--instances must be >= 1, got {args.instances}")
+    slo = None
+    if args.slo_ttft_ms is not None or args.slo_tpot_ms is not None:
+        slo = SLO(ttft_ms=args.slo_ttft_ms, tpot_ms=args.slo_tpot_ms)
+    workload = WorkloadSpec(
+        trace=args.trace, num_requests=args.num_requests, request_rate=args.rate, arrival=args.arrival,
+        cv=args.cv, rate_scale=args.rate_scale, length_scale=args.length_scale, seed=args.seed,
+    )
+    return Experiment(
+        workload=workload, policy=args.policy, instances=args.instances, gpu=args.gpu,
+        model=args.model_config, latency_file=args.latency, block_size=args.block_size,
+        num_blocks=args.num_blocks, max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_batched_tokens, max_model_len=args.max_model_len,
+        seed=args.seed, slo=slo,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulation the flags describe. Bad input raises ConfigError (one line for the CLI)."""
+    from controlplane.runtime.sim.experiment import run_experiment
+    from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, table
+
+    try:
+        exp = experiment_of(args)
+        progress = None if args.quiet else ProgressBar(sys.stderr)
+        outcome = run_experiment(exp, progress)
+    except (ValueError, FileNotFoundError) as e:  # TraceFormatError is a ValueError
+        kind = "trace" if isinstance(e, (TraceFormatError, FileNotFoundError)) else "input"
+        raise ConfigError(f"bad {kind}: {e}") from e
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(outcome.results, indent=2) + "\n")
+    print(table([outcome.results]))
+    print(f"results: {out}")
+    if not args.no_plot:
+        plot = Path(args.plot) if args.plot else out.with_suffix(".png")
+        plot_cdfs({exp.policy: outcome.timelines}, plot,
+                  f"{exp.policy}: {exp.instances} x {exp.gpu} {exp.model}, trace {args.trace}")
+        print(f"plot: {plot}")
+    return 0

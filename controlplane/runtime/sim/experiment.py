@@ -1,0 +1,97 @@
+"""The Python API for simulation experiments: one frozen `Experiment` in, results out.
+
+    from benchmarks.workload import WorkloadSpec
+    from controlplane.runtime.sim.experiment import Experiment, run_experiment
+    outcome = run_experiment(Experiment(WorkloadSpec(trace="azure-conv"), policy="infaas", instances=16))
+    outcome.results["ttft"]["p99"]
+
+Defaults are Llumnix's evaluation setting: A10 (24 GB) instances serving Llama-2-7B, priced by the
+roofline model; give `latency_file` (DistServe-form coefficients, e.g. from `flotilla profile`)
+to price steps by a fitted model instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from benchmarks.serving_metrics import SLO, RequestTimeline
+from benchmarks.workload import WorkloadSpec, build_workload
+from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.loop import Progress, Simulation
+from controlplane.runtime.sim.results import results
+from controlplane.runtime.sim.workload import SimWorkload
+from controlplane.scheduling.policies import policy_profile
+from instances.engine.config import EngineConfig
+from instances.latency import build_latency_model, gpu_spec, kv_capacity_blocks, model_spec
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One simulated run. Engine sizes follow vLLM's defaults; `num_blocks` None means as many KV
+    blocks as fit beside the weights on `gpu` (90% of its memory)."""
+
+    workload: WorkloadSpec
+    policy: str = "round-robin"
+    instances: int = 16
+    gpu: str = "A10"
+    model: str = "llama-2-7b"
+    latency_file: str | None = None
+    block_size: int = 16
+    num_blocks: int | None = None
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 2048
+    max_model_len: int = 4096
+    seed: int = 0
+    slo: SLO | None = None
+
+    def with_(self, **changes: Any) -> Experiment:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """`results` as `results.json` holds them; `timelines` per request, for plots."""
+
+    results: dict[str, Any]
+    timelines: list[RequestTimeline]
+
+
+def engine_config(exp: Experiment) -> EngineConfig:
+    """The simulated engine's sizes. Raises ConfigError for an unknown GPU or model, or when the
+    model does not fit the GPU; ValueError for inconsistent sizes."""
+    num_blocks = exp.num_blocks
+    if num_blocks is None:
+        num_blocks = kv_capacity_blocks(gpu_spec(exp.gpu), model_spec(exp.model), exp.block_size)
+    return EngineConfig(
+        block_size=exp.block_size,
+        num_blocks=num_blocks,
+        max_num_batched_tokens=exp.max_num_batched_tokens,
+        max_num_seqs=exp.max_num_seqs,
+        max_model_len=min(exp.max_model_len, num_blocks * exp.block_size),
+    )
+
+
+def sim_config(exp: Experiment) -> SimConfig:
+    """The `SimConfig` of `exp` (see `engine_config` for what it raises; ConfigError for an unknown
+    policy)."""
+    return SimConfig(
+        instances=exp.instances,
+        policy=exp.policy,
+        profile=policy_profile(exp.policy),
+        engine=engine_config(exp),
+        latency=build_latency_model(exp.gpu, exp.model, exp.latency_file),
+        seed=exp.seed,
+        slo=exp.slo,
+    )
+
+
+def run_experiment(exp: Experiment, progress: Progress | None = None) -> Outcome:
+    """Build the workload and the cluster of `exp`, simulate, and summarise.
+
+    Raises FileNotFoundError / TraceFormatError for the trace, ConfigError for names and files."""
+    config = sim_config(exp)
+    workload = SimWorkload(build_workload(exp.workload), seed=exp.workload.seed, vocab=exp.workload.vocab)
+    run = Simulation(config, workload).run(progress)
+    summary = {**results(config, run, workload=exp.workload.describe()), "gpu": exp.gpu, "model": exp.model}
+    return Outcome(summary, run.recorder.timelines())
