@@ -10,6 +10,7 @@ import uvloop
 
 from controlplane.config import load_config, parse_overrides
 from controlplane.errors import FlotillaError
+from controlplane.runtime.sim import command as sim_command
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _profile_parser(sub)
+    sim_command.add_parser(sub)
     return parser
 
 
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config, _serve_overrides(args))
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve(config, ask=args.ask))
+        elif args.command == "sim":
+            return sim_command.run(args)
         elif args.command == "profile":
             from instances.latency.profile import run_profile
 
