@@ -36,7 +36,7 @@ def _profile_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="tiny-llama", help="tiny-llama (default), smollm2-135m or a model path")
     p.add_argument("--out", default="profile.csv", help="CSV of measured steps (default profile.csv)")
     p.add_argument("--fit", default="fit.json", help="DistServe coefficients JSON (default fit.json)")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per grid point (default 5)")
+    p.add_argument("--repeats", type=int, default=9, help="timed steps per grid point (default 9)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as each instance)")
     p.add_argument("--quick", action="store_true", help="a small grid (seconds, for tests)")
 

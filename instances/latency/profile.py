@@ -12,8 +12,8 @@ the shape that was actually computed.
   `repeats` timed ones, each on a fresh set of prompts.
 - decode points (B, C): B prompts prefilled together in one untimed step, `warmup` untimed decode
   steps, then `repeats` timed decode steps. Each decode step adds one token of context, so the
-  prompt length is chosen to put the middle timed step at context C for every sequence (with 5
-  repeats: C - 2, ..., C + 2).
+  prompt length is chosen to put the middle timed step at context C for every sequence (with 9
+  repeats: C - 4, ..., C + 4).
 
 One CSV row per grid point: the shape of its (middle) timed step and the median time of its timed
 steps, so a step slowed down by another process on the machine does not move the row.
@@ -64,11 +64,12 @@ class ProfileGrid:
 
 
 DEFAULT_GRID = ProfileGrid(
-    prefill_lens=(16, 32, 64, 128, 256, 384, 512, 768, 1024),
+    prefill_lens=(16, 32, 64, 96, 128, 192, 256, 384, 512, 640, 768, 896, 1024),
     multi_prefills=((2, 64), (4, 64), (8, 64), (2, 256), (4, 256), (2, 512)),
     decode_batches=(1, 2, 4, 8, 16, 32, 64),
-    decode_contexts=(16, 64, 256, 512, 1024),
+    decode_contexts=(16, 64, 128, 256, 512, 768, 1024),
 )
+DEFAULT_REPEATS = 9
 QUICK_GRID = ProfileGrid(
     prefill_lens=(16, 64, 256), multi_prefills=((2, 64),), decode_batches=(1, 4, 16), decode_contexts=(16, 128)
 )
@@ -159,7 +160,7 @@ def profile(
     model: str = "tiny-llama",
     *,
     grid: ProfileGrid = DEFAULT_GRID,
-    repeats: int = 5,
+    repeats: int = DEFAULT_REPEATS,
     warmup: int = 1,
     threads: int = 1,
     progress: TextIO | None = None,
@@ -207,7 +208,7 @@ def _check_writable(path: Path) -> None:
         raise ConfigError(f"cannot write {path}: directory {parent} does not exist")
 
 
-def run_profile(model: str, out: str, fit_path: str, *, repeats: int = 5, threads: int = 1, quick: bool = False,
+def run_profile(model: str, out: str, fit_path: str, *, repeats: int = DEFAULT_REPEATS, threads: int = 1, quick: bool = False,
                 progress: TextIO | None = None) -> FitResult:
     """What `flotilla profile` does: profile, write the rows to `out` (CSV), fit, write the
     coefficients to `fit_path` (JSON). Output paths are checked before the minutes of measuring."""
