@@ -64,6 +64,8 @@ class BlockManager:
         `cached_prefix` (from `find_cached_prefix`) is only allowed while `seq` holds no blocks.
         Returns False, changing nothing, when the free blocks do not suffice.
         """
+        if not cached_prefix and num_tokens <= len(seq.block_ids) * self.block_size:
+            return True  # the blocks it holds already have room (most steps of a running sequence)
         if cached_prefix and seq.block_ids:
             raise ValueError(f"{seq.request_id}: a cached prefix can only start an empty block table")
         reused_free = sum(1 for b in cached_prefix if self.ref_counts[b] == 0)
@@ -83,20 +85,44 @@ class BlockManager:
         return True
 
     def cache_full_blocks(self, seq: Sequence) -> None:
-        """Register in the prefix cache every block of `seq` that is full and computed."""
+        """Register in the prefix cache every block of `seq` that is full and computed.
+
+        A block that is already registered (it came from the cache, or an earlier call registered
+        it) is left alone. A block whose hash another block already holds in the cache stays
+        private, and is tried again on every later call: once that other block has been evicted,
+        this one is registered.
+
+        Each block is looked at once: `seq.num_offered_blocks` counts the leading blocks that
+        earlier calls already offered (a registered block stays registered while `seq` holds it,
+        since only blocks nobody holds are evicted), and `seq.private_blocks` lists those among
+        them that were left private, the only ones retried. `free` resets both. The result is
+        the same as offering every full computed block on every call.
+        """
         if not self.enable_prefix_caching:
             return
+        n_full = seq.num_computed_tokens // self.block_size
+        if n_full <= seq.num_offered_blocks and not seq.private_blocks:
+            return
         seq.update_block_hashes(self.block_size)
-        n_full = min(seq.num_computed_tokens // self.block_size, len(seq.block_hashes))
-        for i in range(n_full):
-            b = seq.block_ids[i]
-            if self.block_hash[b] is not None:
-                continue
-            h = seq.block_hashes[i]
-            if h in self.cached:
-                continue  # an identical block is already cached; this one stays private
-            self.block_hash[b] = h
-            self.cached[h] = b
+        hashes, block_ids = seq.block_hashes, seq.block_ids
+        if seq.private_blocks:  # rare: retry the blocks left private, in block order
+            retry, seq.private_blocks = seq.private_blocks, []
+            for i in retry:
+                if self.block_hash[block_ids[i]] is None:
+                    self._register(seq, i, block_ids[i], hashes[i])
+        for i in range(seq.num_offered_blocks, n_full):
+            b = block_ids[i]
+            if self.block_hash[b] is None:
+                self._register(seq, i, b, hashes[i])
+        seq.num_offered_blocks = max(seq.num_offered_blocks, n_full)
+
+    def _register(self, seq: Sequence, index: int, block: int, h: BlockHash) -> None:
+        """Cache `block` (block `index` of `seq`) under `h`, or note it private if `h` is taken."""
+        if h in self.cached:
+            seq.private_blocks.append(index)  # an identical block is already cached
+        else:
+            self.block_hash[block] = h
+            self.cached[h] = block
 
     def free(self, seq: Sequence) -> None:
         """Drop `seq`'s references; blocks nobody uses join the free queue, last block first."""
@@ -107,6 +133,9 @@ class BlockManager:
             if self.ref_counts[b] == 0:
                 self.free_queue[b] = None
         seq.block_ids = []
+        seq.num_offered_blocks = 0
+        if seq.private_blocks:
+            seq.private_blocks = []
 
     def _evict(self, block: int) -> None:
         h = self.block_hash[block]

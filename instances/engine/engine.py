@@ -108,33 +108,35 @@ class Engine:
         return StepOutput(deltas=deltas, num_scheduled_tokens=batch.num_tokens, num_preempted=len(batch.preempted))
 
     def _delta(self, seq: Sequence) -> RequestDelta:
+        """The output tokens of `seq` not reported yet (one per step, so far)."""
         first = seq.num_emitted
         seq.num_emitted = len(seq.output_token_ids)
+        # positional, in RequestDelta's field order (request_id, first_index, token_ids, logprobs,
+        # finish_reason, num_prompt_tokens, num_cached_tokens): one is built per sequence per step,
+        # and keyword arguments make that construction about twice as slow
         return RequestDelta(
-            request_id=seq.request_id,
-            first_index=first,
-            token_ids=seq.output_token_ids[first:],
-            logprobs=seq.output_logprobs[first:] if seq.sampling.logprobs is not None else None,
-            finish_reason=seq.finish_reason,
-            num_prompt_tokens=seq.num_prompt_tokens,
-            num_cached_tokens=seq.num_cached_tokens,
+            seq.request_id,
+            first,
+            seq.output_token_ids[first:],
+            seq.output_logprobs[first:] if seq.sampling.logprobs is not None else None,
+            seq.finish_reason,
+            seq.num_prompt_tokens,
+            seq.num_cached_tokens,
         )
 
     def stats(self) -> InstanceStats:
+        """A snapshot for the control plane. Its token sums are the scheduler's running totals
+        (kept exact at every transition), so a snapshot costs the same with 1 or 256 sequences."""
         s = self.scheduler
-        waiting = [item[1] for item in s.waiting]
-        # tokens still to prefill: all of a waiting sequence's, the rest of a running one's chunked
-        # prompt (a running decode has exactly one uncomputed token, its newest sample)
-        uncomputed = [q.num_tokens - q.num_computed_tokens for q in s.running]
         return InstanceStats(
             instance_id=self.instance_id,
             running=len(s.running),
-            waiting=len(waiting),
+            waiting=len(s.waiting),
             free_blocks=s.blocks.num_free_blocks,
             total_blocks=self.config.num_blocks,
             block_size=self.config.block_size,
-            tokens_in_flight=sum(q.num_tokens for q in s.running) + sum(q.num_tokens for q in waiting),
-            queued_prompt_tokens=sum(n for n in uncomputed if n > 1) + sum(q.num_tokens for q in waiting),
+            tokens_in_flight=s.tokens_in_flight,
+            queued_prompt_tokens=s.queued_prompt_tokens,
             last_step_time_s=self._last_step_time,
             steps=self._steps,
             preemptions=s.num_preemptions,

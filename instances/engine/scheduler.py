@@ -16,6 +16,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import NamedTuple
 
 from instances.engine.block_manager import BlockManager
 from instances.engine.config import EngineConfig
@@ -23,11 +25,11 @@ from instances.engine.sequence import Sequence, SequenceStatus
 from instances.types import FinishReason, TokenLogprob
 
 
-@dataclass(frozen=True)
-class ScheduledSeq:
+class ScheduledSeq(NamedTuple):
     """`num_new_tokens` tokens of `seq`, starting at position `start`, are computed this step.
 
     `needs_sample`: this step computes the sequence's last known token, so a new one is drawn.
+    Immutable; one is built per scheduled sequence per step, hence a tuple rather than a dataclass.
     """
 
     seq: Sequence
@@ -38,6 +40,16 @@ class ScheduledSeq:
     @classmethod
     def of(cls, seq: Sequence, start: int, num_new_tokens: int) -> ScheduledSeq:
         return cls(seq, start, num_new_tokens, start + num_new_tokens == seq.num_tokens)
+
+
+_PRIORITY_KEY = attrgetter("priority_key")
+
+
+def prefill_backlog(seq: Sequence) -> int:
+    """Tokens of a running `seq` still to prefill: its uncomputed tokens, unless only one is left
+    (a decode's newest sample, or the last token of a prompt, which costs what a decode does)."""
+    uncomputed = seq.num_tokens - seq.num_computed_tokens
+    return uncomputed if uncomputed > 1 else 0
 
 
 @dataclass
@@ -62,7 +74,15 @@ class SampledToken:
 
 
 class LocalScheduler:
-    """Owns the waiting queue, the running set and the block manager of one engine."""
+    """Owns the waiting queue, the running set and the block manager of one engine.
+
+    Running totals, updated with every change instead of summed over the queues at each snapshot
+    (`Engine.stats`): every transition of a sequence (add, admit, step, preempt, finish, abort)
+    adjusts them, so at any moment outside `schedule` and `update` they equal
+    - `waiting_tokens`: sum of `num_tokens` over the waiting sequences;
+    - `running_tokens`: sum of `num_tokens` over the running sequences;
+    - `running_backlog`: sum of `prefill_backlog` over the running sequences.
+    """
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
@@ -71,13 +91,27 @@ class LocalScheduler:
         self.running: list[Sequence] = []
         self.requests: dict[str, Sequence] = {}
         self.num_preemptions = 0
+        self.waiting_tokens = 0
+        self.running_tokens = 0
+        self.running_backlog = 0
+
+    @property
+    def tokens_in_flight(self) -> int:
+        """Prompt and output tokens of every running and waiting sequence."""
+        return self.running_tokens + self.waiting_tokens
+
+    @property
+    def queued_prompt_tokens(self) -> int:
+        """Tokens still to prefill: all of a waiting sequence's, a running one's `prefill_backlog`."""
+        return self.running_backlog + self.waiting_tokens
 
     # ---- queue management -------------------------------------------------------------------
     def add(self, seq: Sequence) -> None:
         if seq.request_id in self.requests:
             raise ValueError(f"request id {seq.request_id!r} is already in this engine")
         self.requests[seq.request_id] = seq
-        heapq.heappush(self.waiting, (seq.priority_key(), seq))
+        heapq.heappush(self.waiting, (seq.priority_key, seq))
+        self.waiting_tokens += seq.num_tokens
 
     def abort(self, request_id: str) -> Sequence | None:
         """Remove a request wherever it is, freeing its blocks. Returns it, or None if unknown."""
@@ -86,10 +120,13 @@ class LocalScheduler:
             return None
         if seq.status is SequenceStatus.RUNNING:
             self.running.remove(seq)
+            self.running_tokens -= seq.num_tokens
+            self.running_backlog -= prefill_backlog(seq)
             self.blocks.free(seq)
         else:
             self.waiting = [item for item in self.waiting if item[1] is not seq]
             heapq.heapify(self.waiting)
+            self.waiting_tokens -= seq.num_tokens
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = FinishReason.ABORT
         return seq
@@ -102,19 +139,21 @@ class LocalScheduler:
         """Choose this step's work (see the module docstring). Allocates the blocks it needs."""
         batch = ScheduledBatch()
         budget = self.config.max_num_batched_tokens
-        self.running.sort(key=Sequence.priority_key)
+        running, allocate = self.running, self.blocks.allocate
+        running.sort(key=_PRIORITY_KEY)
         i = 0
-        while i < len(self.running) and budget > 0:
-            seq = self.running[i]
-            n = min(seq.num_tokens - seq.num_computed_tokens, budget)
-            while not self.blocks.allocate(seq, seq.num_computed_tokens + n):
-                victim = self.running.pop()
+        while i < len(running) and budget > 0:
+            seq = running[i]
+            start = seq.num_computed_tokens
+            n = min(seq.num_tokens - start, budget)
+            while not allocate(seq, start + n):
+                victim = running.pop()
                 self._preempt(victim)
                 batch.preempted.append(victim)
                 if victim is seq:
                     break
             else:
-                batch.seqs.append(ScheduledSeq.of(seq, seq.num_computed_tokens, n))
+                batch.seqs.append(ScheduledSeq.of(seq, start, n))
                 budget -= n
                 i += 1
         if not batch.preempted:
@@ -135,16 +174,23 @@ class LocalScheduler:
             seq.num_computed_tokens = computed
             seq.status = SequenceStatus.RUNNING
             self.running.append(seq)
+            self.waiting_tokens -= seq.num_tokens
+            self.running_tokens += seq.num_tokens
+            self.running_backlog += prefill_backlog(seq)
             batch.seqs.append(ScheduledSeq.of(seq, computed, n))
             budget -= n
 
     def _preempt(self, seq: Sequence) -> None:
+        """Send `seq` (already taken out of `running`) back to the waiting queue, freeing its blocks."""
+        self.running_tokens -= seq.num_tokens
+        self.running_backlog -= prefill_backlog(seq)
         self.blocks.free(seq)
         seq.num_computed_tokens = 0
         seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         self.num_preemptions += 1
-        heapq.heappush(self.waiting, (seq.priority_key(), seq))
+        heapq.heappush(self.waiting, (seq.priority_key, seq))
+        self.waiting_tokens += seq.num_tokens
 
     def update(self, batch: ScheduledBatch, sampled: Mapping[str, SampledToken]) -> list[Sequence]:
         """Apply a step's results: advance computed counts, append samples, finish sequences.
@@ -152,20 +198,26 @@ class LocalScheduler:
         Returns the sequences that finished in this step (already removed and freed).
         """
         finished: list[Sequence] = []
+        caching = self.blocks.enable_prefix_caching
+        backlog = self.running_backlog
         for item in batch.seqs:
             seq = item.seq
+            backlog -= prefill_backlog(seq)
             seq.num_computed_tokens = item.start + item.num_new_tokens
             if item.needs_sample:
                 s = sampled[seq.request_id]
-                seq.output_token_ids.append(s.token_id)
-                if s.logprob is not None:
-                    seq.output_logprobs.append(s.logprob)
-            self.blocks.cache_full_blocks(seq)
+                seq.append_output(s.token_id, s.logprob)
+                self.running_tokens += 1
+            else:
+                backlog += prefill_backlog(seq)  # a sampled sequence has one token left: no backlog
+            if caching:
+                self.blocks.cache_full_blocks(seq)
             if item.needs_sample:
                 reason = self._finish_reason(seq)
                 if reason is not None:
                     self._finish(seq, reason)
                     finished.append(seq)
+        self.running_backlog = backlog
         return finished
 
     def _finish_reason(self, seq: Sequence) -> FinishReason | None:
@@ -178,7 +230,9 @@ class LocalScheduler:
         return None
 
     def _finish(self, seq: Sequence, reason: FinishReason) -> None:
+        """End a running sequence that was just sampled (its `prefill_backlog` is 0)."""
         self.running.remove(seq)
+        self.running_tokens -= seq.num_tokens
         self.blocks.free(seq)
         del self.requests[seq.request_id]
         seq.status = SequenceStatus.FINISHED

@@ -24,7 +24,16 @@ class SequenceStatus(enum.Enum):
 
 @dataclass(eq=False)
 class Sequence:
-    """Mutable per-request engine state. Owned by the scheduler; the block manager edits `block_ids`."""
+    """Mutable per-request engine state. Owned by the scheduler; the block manager edits `block_ids`,
+    `num_offered_blocks` and `private_blocks`.
+
+    Derived fields, kept exact so the per-step code reads attributes instead of recomputing them:
+    - `num_tokens` is always `len(prompt_token_ids) + len(output_token_ids)`: the prompt never
+      changes after construction and output tokens are only added through `append_output`;
+    - `num_prompt_tokens` is `len(prompt_token_ids)`;
+    - `priority_key` is `(priority, arrival_time, order)`, fixed at construction (none of the three
+      changes afterwards).
+    """
 
     request_id: str
     prompt_token_ids: list[int]
@@ -45,6 +54,20 @@ class Sequence:
     num_emitted: int = 0  # output tokens already reported in a delta
     generator: torch.Generator | None = None
     salt: str = ""
+    # prefix-cache bookkeeping of the block manager (see `BlockManager.cache_full_blocks`): how many
+    # leading full blocks were already offered to the cache, and the indices of those among them
+    # left private because an identical block was cached first. `BlockManager.free` resets both.
+    num_offered_blocks: int = 0
+    private_blocks: list[int] = field(default_factory=list)
+    num_tokens: int = field(init=False)
+    num_prompt_tokens: int = field(init=False)
+    priority_key: tuple[int, float, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.num_prompt_tokens = len(self.prompt_token_ids)
+        self.num_tokens = self.num_prompt_tokens + len(self.output_token_ids)
+        # smaller is served first: priority, then arrival, then admission order
+        self.priority_key = (self.priority, self.arrival_time, self.order)
 
     @classmethod
     def from_request(cls, req: EngineRequest, order: int, eos_token_ids: tuple[int, ...]) -> Sequence:
@@ -63,17 +86,16 @@ class Sequence:
             generator=gen,
         )
 
-    @property
-    def num_tokens(self) -> int:
-        return len(self.prompt_token_ids) + len(self.output_token_ids)
-
-    @property
-    def num_prompt_tokens(self) -> int:
-        return len(self.prompt_token_ids)
+    def append_output(self, token_id: int, logprob: TokenLogprob | None = None) -> None:
+        """Append one sampled token (and its logprob, when reported); the only way output grows."""
+        self.output_token_ids.append(token_id)
+        if logprob is not None:
+            self.output_logprobs.append(logprob)
+        self.num_tokens += 1
 
     def token_slice(self, start: int, end: int) -> list[int]:
         """Tokens [start, end) of prompt + output without copying the whole list."""
-        n_prompt = len(self.prompt_token_ids)
+        n_prompt = self.num_prompt_tokens
         if end <= n_prompt:
             return self.prompt_token_ids[start:end]
         if start >= n_prompt:
@@ -83,11 +105,10 @@ class Sequence:
     def update_block_hashes(self, block_size: int) -> None:
         """Extend `block_hashes` to cover every full block of the current tokens."""
         n_full = self.num_tokens // block_size
-        parent = self.block_hashes[-1] if self.block_hashes else ROOT
-        for i in range(len(self.block_hashes), n_full):
+        hashes = self.block_hashes
+        if len(hashes) >= n_full:
+            return
+        parent = hashes[-1] if hashes else ROOT
+        for i in range(len(hashes), n_full):
             parent = hash_block(parent, self.token_slice(i * block_size, (i + 1) * block_size), self.salt)
-            self.block_hashes.append(parent)
-
-    def priority_key(self) -> tuple[int, float, int]:
-        """Smaller is served first: priority, then arrival, then admission order."""
-        return (self.priority, self.arrival_time, self.order)
+            hashes.append(parent)
