@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from benchmarks.serving_metrics import SLO
@@ -17,6 +18,14 @@ class SimConfig:
 
     `seed` feeds the pickers' `random.Random`; with the same workload, config and seed a run is
     identical. `slo` (optional) defines attainment and goodput.
+
+    Two serving overheads that the latency model (which prices `Engine.step` alone) does not see,
+    0 unless set (`benchmarks/sim_fidelity.py` measures both on a real cluster):
+    - `dispatch_delay_s`: a fixed delay between a request's arrival and its placement on an
+      instance (HTTP, the gateway's request path, the call to the instance). A fixed delay on the
+      tokens' way back gives the same latencies, so measure the round trip and put it here.
+    - `step_overhead_s`: added to every step's latency-model time (what a serving instance does per
+      step besides `Engine.step`: its step loop, detokenization, pushing chunks and stats out).
     """
 
     instances: int
@@ -26,9 +35,15 @@ class SimConfig:
     latency: LatencyModel
     seed: int = 0
     slo: SLO | None = None
+    dispatch_delay_s: float = 0.0
+    step_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.instances < 1:
             raise ValueError(f"a simulation needs at least one instance, got {self.instances}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        for name in ("dispatch_delay_s", "step_overhead_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")

@@ -37,11 +37,14 @@ class SimExecutor:
 class SimInstance:
     """One simulated engine replica. Single-threaded; driven by the simulation loop."""
 
-    def __init__(self, instance_id: str, config: EngineConfig, latency: LatencyModel) -> None:
+    def __init__(
+        self, instance_id: str, config: EngineConfig, latency: LatencyModel, step_overhead_s: float = 0.0
+    ) -> None:
         self.instance_id = instance_id
         self.executor = SimExecutor()
         self.engine = Engine(config, self.executor, instance_id=instance_id, clock=_no_clock)
         self.latency = latency
+        self.step_overhead_s = step_overhead_s  # added to every step (SimConfig.step_overhead_s)
         self._batch: ScheduledBatch | None = None
         self._step_time = 0.0
         self.busy_s = 0.0  # virtual seconds spent stepping
@@ -68,7 +71,7 @@ class SimInstance:
                 raise AssertionError("engine preempted without scheduling")
             return None
         self._batch = batch
-        self._step_time = self.latency.step_time(StepShape.of(batch))
+        self._step_time = self.latency.step_time(StepShape.of(batch)) + self.step_overhead_s
         self.busy_s += self._step_time
         return self._step_time
 

@@ -9,8 +9,10 @@ that step, as a real gateway's next snapshot would.
 
 An arrival is placed by the real scheduling framework over the instances' current views (built
 from the real engine's `stats()`), then queued on that instance; an idle instance starts a step
-at once. A step end applies the samples, records the tokens at that instant and starts the next
-step. Nothing reads the wall clock; the only randomness is the pickers' `random.Random(seed)`.
+at once. With `SimConfig.dispatch_delay_s` the placement happens that long after the arrival
+(latencies still count from the arrival). A step end applies the samples, records the tokens at
+that instant and starts the next step. Nothing reads the wall clock; the only randomness is the
+pickers' `random.Random(seed)`.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class Simulation:
             engine = replace(engine, enable_prefix_caching=False)
         self.engine = engine
         self.instances = [
-            SimInstance(f"sim-{k:04d}", engine, config.latency) for k in range(config.instances)
+            SimInstance(f"sim-{k:04d}", engine, config.latency, config.step_overhead_s)
+            for k in range(config.instances)
         ]
         self.framework = SchedulingFramework({config.policy: build_profile(config.policy, config.profile)})
         self.rng = random.Random(config.seed)
@@ -78,17 +81,18 @@ class Simulation:
         total = len(requests)
         steps = self._steps
         instances = self.instances
+        delay = self.config.dispatch_delay_s
         now = 0.0
         events = 0
         next_arrival = 0
         while next_arrival < total or steps:
-            if steps and (next_arrival >= total or steps[0][0] <= requests[next_arrival].arrival_s):
+            if steps and (next_arrival >= total or steps[0][0] <= requests[next_arrival].arrival_s + delay):
                 now, _, k = heapq.heappop(steps)
                 inst = instances[k]
                 self.recorder.tokens(inst.finish_step(), now)
                 self._start(k, now)
             else:
-                now = requests[next_arrival].arrival_s
+                now = requests[next_arrival].arrival_s + delay
                 self._arrive(next_arrival, now)
                 next_arrival += 1
             events += 1
@@ -107,7 +111,7 @@ class Simulation:
     def _arrive(self, index: int, now: float) -> None:
         trace = self.workload.requests[index]
         request_id = f"req-{index}"
-        self.recorder.sent(request_id, trace.prompt_len, now)
+        self.recorder.sent(request_id, trace.prompt_len, trace.arrival_s)
         view = RequestView(request_id, trace.prompt_len, trace.output_len)
         try:
             chosen = self.framework.schedule(

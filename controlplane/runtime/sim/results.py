@@ -62,5 +62,9 @@ def results(config: SimConfig, run: SimRun, workload: dict[str, Any] | None = No
         "seed": config.seed,
         "engine": asdict(run.engine),
         "latency_model": config.latency.describe(),
+        "serving_overheads": {
+            "dispatch_delay_s": config.dispatch_delay_s,
+            "step_overhead_s": config.step_overhead_s,
+        },
         "workload": workload,
     }

@@ -126,3 +126,43 @@ def test_a_simulation_runs_once() -> None:
 def test_workload_must_be_in_arrival_order() -> None:
     with pytest.raises(ValueError, match="before request 0"):
         SimWorkload([TraceRequest(1.0, 10, 1), TraceRequest(0.5, 10, 1)])
+
+
+def test_dispatch_delay_places_later_and_counts_from_the_arrival() -> None:
+    # both placements 0.2 s after their arrivals: the steps of
+    # test_arrival_during_a_step_joins_the_next_step, 0.2 s later; latencies still count from the arrival
+    reqs = [TraceRequest(0.0, 100, 3), TraceRequest(0.05, 50, 2)]
+    config = SimConfig(1, "p", ROUND_ROBIN, ENGINE, LATENCY, dispatch_delay_s=0.2)
+    run = Simulation(config, SimWorkload(reqs)).run()
+    a, b = run.recorder.timelines()
+    assert list(a.chunk_s) == pytest.approx([0.4, 0.561, 0.573])
+    assert list(b.chunk_s) == pytest.approx([0.561, 0.573])
+    assert (a.send_s, a.ttft_s) == (0.0, pytest.approx(0.4))
+    assert (b.send_s, b.ttft_s) == (0.05, pytest.approx(0.511))
+    assert results(config, run)["serving_overheads"] == {"dispatch_delay_s": 0.2, "step_overhead_s": 0.0}
+
+
+def test_a_dispatch_delay_shifts_every_latency_by_itself() -> None:
+    reqs = azure_slice(200)
+    _, base = simulate(reqs, instances=2, profile=POWER_OF_TWO, seed=3)
+    config = SimConfig(2, "p", POWER_OF_TWO, ENGINE, LATENCY, seed=3, dispatch_delay_s=0.005)
+    delayed = results(config, Simulation(config, SimWorkload(reqs)).run())
+    for key in ("p50", "p90", "p99"):
+        assert delayed["ttft"][key] == pytest.approx(base["ttft"][key] + 0.005)
+        assert delayed["e2e"][key] == pytest.approx(base["e2e"][key] + 0.005)
+        assert delayed["tpot"][key] == pytest.approx(base["tpot"][key])
+
+
+def test_step_overhead_is_added_to_every_step() -> None:
+    config = SimConfig(1, "p", ROUND_ROBIN, ENGINE, LATENCY, step_overhead_s=0.004)
+    run = Simulation(config, SimWorkload([TraceRequest(0.0, 100, 3)])).run()
+    # prefill 0.2 + 0.004, then two decodes of 0.011 + 0.004
+    assert list(run.recorder.timelines()[0].chunk_s) == pytest.approx([0.204, 0.219, 0.234])
+    assert run.instances[0].busy_s == pytest.approx(0.234)
+
+
+@pytest.mark.parametrize("field", ["dispatch_delay_s", "step_overhead_s"])
+@pytest.mark.parametrize("value", [-0.001, float("inf"), float("nan")])
+def test_overheads_must_be_finite_and_non_negative(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be a finite number >= 0"):
+        SimConfig(1, "p", ROUND_ROBIN, ENGINE, LATENCY, **{field: value})
