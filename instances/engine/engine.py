@@ -104,7 +104,9 @@ class Engine:
         self._last_step_time = step_time_s
         self._steps += 1
         self.scheduler.update(batch, sampled)
-        deltas.extend(self._delta(item.seq) for item in batch.seqs if item.needs_sample)
+        for item in batch.seqs:
+            if item.needs_sample:
+                deltas.append(self._delta(item.seq))
         return StepOutput(deltas=deltas, num_scheduled_tokens=batch.num_tokens, num_preempted=len(batch.preempted))
 
     def _delta(self, seq: Sequence) -> RequestDelta:
