@@ -1,0 +1,452 @@
+"""Simulator fidelity: one workload on the real local cluster and in the simulator, compared.
+
+    python -m benchmarks.sim_fidelity [--instances 2] [--latency FILE] [--rate R | --load 0.7] [--quick]
+
+In one run:
+1. profile: `flotilla profile`'s default grid on this machine (the real `Engine.step`, one torch
+   thread per instance as served) and its DistServe fit, written next to `--out`; or `--latency FILE`;
+2. start `flotilla serve --model MODEL --instances N [--set ...]` (Ray runtime) and warm it up;
+3. serving overheads, from lone requests (one at a time): the median E2E of one-token requests and
+   the median TPOT of `--probe-output`-token requests, less the latency model's prefill and decode
+   steps (`fidelity_report.ServingOverheads`);
+4. capacity: a Poisson rate sweep of the workload ending with all requests at once; the capacity is
+   the highest completed requests/s; the measured run's rate is `--load` x capacity (or `--rate`);
+5. the measured run: `--num-requests` requests of the scaled Azure conversation trace, Poisson at
+   that rate, through `benchmarks.loadgen` (streaming, `ignore_eos`, outputs of the trace's length),
+   with the CPU time of the server's processes, of this client and of the whole machine, and the
+   run-queue wait of each instance's step thread (`/proc/.../schedstat`);
+6. the same `WorkloadSpec` in the simulator with the same instance count, engine sizes
+   (the serving config's, `--set` included) and scheduling profile (`gateway.default_profile`):
+   "profile only" (the fitted step times alone), "+ overheads" (with the measured serving
+   overheads: the headline), and "+ CPU wait", a diagnostic that also stretches every engine step
+   by the step threads' measured (CPU + run-queue wait) / CPU of this very run (an attribution of
+   the error, not a prediction);
+7. a Markdown table on stdout, `--out` (JSON) and `--plot` (TTFT and TPOT CDFs).
+Progress goes to stderr. Exit status: 0 when every measured request succeeded, 1 otherwise, 2 for a
+bad flag or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from benchmarks.cpu_usage import cpu_delta_by_role, session_cpu
+from benchmarks.fidelity_report import (
+    BURST_GAP_S,
+    TOLERANCE,
+    ScaledLatency,
+    ServingOverheads,
+    SweepPoint,
+    ThreadWait,
+    burst_share,
+    busiest_threads,
+    capacity,
+    compare,
+    format_table,
+    parse_schedstat,
+    plot_cdfs,
+    verdict,
+)
+from benchmarks.loadgen import BenchmarkConfig, BenchmarkResult, run_benchmark
+from benchmarks.serve_process import ServeProcess
+from benchmarks.serving_metrics import BenchmarkMetrics, RequestTimeline
+from benchmarks.workload import WorkloadSpec, build_workload
+from controlplane.config import FlotillaConfig, ProfileConfig, load_config, parse_overrides
+from controlplane.errors import ConfigError
+from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.loop import Simulation
+from controlplane.runtime.sim.results import results, run_metrics
+from controlplane.runtime.sim.workload import SimWorkload
+from controlplane.serve import engine_config
+from instances.engine.config import EngineConfig
+from instances.latency.base import LatencyModel
+from instances.latency.distserve import DistServeModel, FitResult, fit
+from instances.latency.profile import DEFAULT_GRID, DEFAULT_REPEATS, QUICK_GRID, profile
+from instances.latency.rows import write_rows
+from instances.models.loader import load_frontend
+
+HEADLINE = "+ overheads"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"sim_fidelity: error: {message}\n")
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """`"20,40,inf"` -> `(20.0, 40.0, inf)`. ValueError unless every item is a number > 0 (inf allowed)."""
+    try:
+        rates = tuple(float(item) for item in text.split(","))
+    except ValueError:
+        raise ValueError(f"--sweep-rates takes comma-separated numbers, got {text!r}") from None
+    if not all(r > 0 for r in rates):  # NaN fails too
+        raise ValueError(f"every --sweep-rates value must be > 0, got {text!r}")
+    return rates
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse and check the flags (`--quick` fills the unset sizes with small ones); exits 2 with
+    one line on stderr for a bad flag."""
+    p = _Parser(prog="python -m benchmarks.sim_fidelity", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="tiny-llama")
+    p.add_argument("--instances", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for the server, also read by the simulator (repeatable)")
+    p.add_argument("--latency", type=Path, help="DistServe coefficients JSON; skips profiling")
+    p.add_argument("--repeats", type=int, help=f"profile: timed steps per point (default {DEFAULT_REPEATS})")
+    p.add_argument("--trace", default="azure-conv")
+    p.add_argument("--num-requests", type=int, help="measured run (default 1000)")
+    p.add_argument("--length-scale", type=float, default=0.1)
+    p.add_argument("--max-input-len", type=int, default=512)
+    p.add_argument("--max-output-len", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--load", type=float, default=0.7, help="measured run's rate as a fraction of capacity")
+    p.add_argument("--rate", type=float, help="req/s of the measured run; skips the capacity sweep")
+    p.add_argument("--sweep-rates", help="Poisson rates of the capacity sweep, inf = all at once "
+                   "(default 20,40,80,inf)")
+    p.add_argument("--sweep-requests", type=int, help="requests per sweep point (default 300)")
+    p.add_argument("--probe-requests", type=int, help="lone requests per overhead probe (default 30)")
+    p.add_argument("--probe-prompt", type=int, default=64, help="prompt tokens of the probes")
+    p.add_argument("--probe-output", type=int, default=64, help="output tokens of the TPOT probe")
+    p.add_argument("--warmup-requests", type=int, help="discarded before measuring (default 200)")
+    p.add_argument("--quick", action="store_true", help="small profile grid and few requests (a smoke run)")
+    p.add_argument("--out", type=Path, help="results JSON (default results/sim_fidelity.json)")
+    p.add_argument("--plot", type=Path, help="CDF plot (default docs/img/sim_fidelity.png)")
+    args = p.parse_args(argv)
+    quick = args.quick
+    defaults: dict[str, Any] = {
+        "repeats": 3 if quick else DEFAULT_REPEATS, "num_requests": 120 if quick else 1000,
+        "sweep_rates": "inf" if quick else "20,40,80,inf", "sweep_requests": 80 if quick else 300,
+        "probe_requests": 5 if quick else 30, "warmup_requests": 20 if quick else 200,
+        "out": Path("results/sim_fidelity_quick.json" if quick else "results/sim_fidelity.json"),
+        "plot": Path("results/sim_fidelity_quick.png" if quick else "docs/img/sim_fidelity.png"),
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    try:
+        args.rates = parse_rates(args.sweep_rates)
+    except ValueError as exc:
+        p.error(str(exc))
+    for flag in ("instances", "repeats", "num_requests", "sweep_requests", "probe_requests", "warmup_requests"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.probe_prompt < 2 or args.probe_output < 2:
+        p.error("--probe-prompt and --probe-output must be >= 2")
+    if not 0 < args.load <= 1:
+        p.error(f"--load must be in (0, 1], got {args.load}")
+    if args.rate is not None and not (args.rate > 0 and math.isfinite(args.rate)):
+        p.error(f"--rate must be a finite number > 0, got {args.rate}")
+    if not (args.length_scale > 0 and math.isfinite(args.length_scale)):
+        p.error(f"--length-scale must be a finite number > 0, got {args.length_scale}")
+    return args
+
+
+def _say(message: str) -> None:
+    print(f"sim_fidelity: {message}", file=sys.stderr, flush=True)
+
+
+def serving_config(args: argparse.Namespace) -> FlotillaConfig:
+    """The config `flotilla serve` runs with these flags (ConfigError when invalid)."""
+    overrides = parse_overrides(args.set)
+    overrides.update({"model.name_or_path": args.model, "cluster.instances": args.instances})
+    return load_config(overrides=overrides)
+
+
+def workload(args: argparse.Namespace, rate: float, num_requests: int, seed: int) -> WorkloadSpec:
+    return WorkloadSpec(trace=args.trace, num_requests=num_requests, request_rate=rate,
+                        length_scale=args.length_scale, max_input_len=args.max_input_len,
+                        max_output_len=args.max_output_len, seed=seed)
+
+
+# ---- step 1: the latency model -------------------------------------------------------------------
+def latency_model(args: argparse.Namespace, threads: int) -> tuple[DistServeModel, FitResult | None]:
+    if args.latency is not None:
+        _say(f"latency model: {args.latency}")
+        return DistServeModel.load(args.latency), None
+    grid = QUICK_GRID if args.quick else DEFAULT_GRID
+    _say(f"profiling {args.model} ({len(grid.points())} grid points, {args.repeats} repeats, {threads} thread(s))")
+    rows = profile(args.model, grid=grid, repeats=args.repeats, threads=threads, progress=sys.stderr)
+    source = (f"benchmarks.sim_fidelity: flotilla profile grid{' (quick)' if args.quick else ''}, {args.model}, "
+              f"{threads} thread(s), {args.repeats} repeats, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    result = fit(rows, source=source)
+    csv_path, json_path = args.out.with_name(args.out.stem + "_profile.csv"), args.out.with_name(
+        args.out.stem + "_profile.json")
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    write_rows(csv_path, rows)
+    result.save(json_path)
+    _say(f"fit: prefill R^2 {result.prefill.r2:.3f} (max error {result.prefill.max_rel_error:.0%}), decode R^2 "
+         f"{result.decode.r2:.3f} (max error {result.decode.max_rel_error:.0%}); {csv_path}, {json_path}")
+    return result.model, result
+
+
+# ---- steps 2-5: the real cluster -----------------------------------------------------------------
+def _thread_schedstats(pids: Sequence[int]) -> dict[int, dict[int, tuple[int, int]]]:
+    out: dict[int, dict[int, tuple[int, int]]] = {}
+    for pid in pids:
+        threads = {}
+        for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+            try:
+                threads[int(path.split("/")[-2])] = parse_schedstat(Path(path).read_text())
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                continue
+        out[pid] = threads
+    return out
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (not idle or waiting on I/O), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Measured:
+    overheads: ServingOverheads
+    probe_waits: dict[int, ThreadWait]
+    sweep: list[SweepPoint]
+    capacity_rps: float | None
+    rate: float
+    result: BenchmarkResult
+    wall_s: float
+    cpu_s: dict[str, float]
+    step_waits: dict[int, ThreadWait]  # instance pid -> its step thread
+    gateway_wait: ThreadWait  # the gateway's busiest thread (its event loop)
+
+
+async def _lone(url: str, model: str, prompt: int, output: int, n: int, seed: int) -> BenchmarkMetrics:
+    spec = WorkloadSpec(input_len=prompt, output_len=output, num_requests=n, request_rate=math.inf, seed=seed)
+    result = await run_benchmark(BenchmarkConfig(base_url=url, model=model, workload=spec, max_concurrency=1))
+    if result.metrics.completed == 0:
+        raise RuntimeError(f"every probe request failed: {result.records[0].outcome.timeline.error}")
+    return result.metrics
+
+
+async def measure(args: argparse.Namespace, server: ServeProcess, model: LatencyModel) -> Measured:
+    url = server.base_url
+    _say(f"warm-up: {args.warmup_requests} requests")
+    await run_benchmark(BenchmarkConfig(url, args.model, workload(args, 20.0, args.warmup_requests, args.seed + 1)))
+    instance_pids = sorted(pid for pid, p in session_cpu(server.pid).items() if p.role == "instances")
+    _say(f"serving overheads: {args.probe_requests} lone requests of {args.probe_prompt} tokens -> 1, then -> "
+         f"{args.probe_output}")
+    one = await _lone(url, args.model, args.probe_prompt, 1, args.probe_requests, args.seed + 2)
+    before = _thread_schedstats(instance_pids)
+    lone = await _lone(url, args.model, args.probe_prompt, args.probe_output, args.probe_requests, args.seed + 3)
+    probe_waits = busiest_threads(before, _thread_schedstats(instance_pids))
+    overheads = ServingOverheads.measure(model, args.probe_prompt, args.probe_output, one.e2el.median_ms / 1e3,
+                                         lone.tpot.median_ms / 1e3)
+    _say(f"lone E2E {one.e2el.median_ms:.2f} ms, lone TPOT {lone.tpot.median_ms:.3f} ms -> step overhead "
+         f"{overheads.step_overhead_s * 1e3:.3f} ms, dispatch delay {overheads.dispatch_delay_s * 1e3:.3f} ms")
+    sweep: list[SweepPoint] = []
+    cap = None
+    rate = args.rate
+    if rate is None:
+        for offered in args.rates:
+            _say(f"capacity sweep: {args.sweep_requests} requests at {offered:g} req/s")
+            res = await run_benchmark(BenchmarkConfig(url, args.model, workload(args, offered, args.sweep_requests,
+                                                                                args.seed + 4)))
+            sweep.append(SweepPoint.of(offered, res.metrics))
+            _say(f"  -> {res.metrics.request_throughput:.1f} req/s completed, median TTFT "
+                 f"{res.metrics.ttft.median_ms:.1f} ms, TPOT {res.metrics.tpot.median_ms:.2f} ms")
+        cap = capacity(sweep)
+        rate = args.load * cap
+        _say(f"capacity {cap:.1f} req/s; measured run at {args.load:.0%} of it: {rate:.1f} req/s")
+    spec = workload(args, rate, args.num_requests, args.seed)
+    _say(f"measured run: {args.num_requests} requests, Poisson {rate:.1f} req/s")
+    watched = [*instance_pids, server.pid]
+    cpu_before, client_before = session_cpu(server.pid), time.process_time()
+    machine_before, sched_before, t0 = _machine_busy_s(), _thread_schedstats(watched), time.perf_counter()
+    result = await run_benchmark(BenchmarkConfig(url, args.model, spec), progress=sys.stderr)
+    wall = time.perf_counter() - t0
+    waits = busiest_threads(sched_before, _thread_schedstats(watched))
+    gateway_wait = waits.pop(server.pid, ThreadWait(0.0, 0.0))
+    step_waits = waits
+    cpu_s = cpu_delta_by_role(cpu_before, session_cpu(server.pid))
+    cpu_s["client"] = time.process_time() - client_before
+    cpu_s["machine"] = _machine_busy_s() - machine_before
+    cpu_s["other"] = max(0.0, cpu_s["machine"] - sum(cpu_s[k] for k in ("gateway", "instances", "ray", "client")))
+    return Measured(overheads, probe_waits, sweep, cap, rate, result, wall, cpu_s, step_waits, gateway_wait)
+
+
+# ---- step 6: the simulator -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Simulated:
+    metrics: BenchmarkMetrics
+    timelines: list[RequestTimeline]
+    results: dict[str, Any]
+
+
+def simulate(spec: WorkloadSpec, instances: int, policy: str, profile_config: ProfileConfig, engine: EngineConfig,
+             latency: LatencyModel, seed: int, dispatch_delay_s: float = 0.0,
+             step_overhead_s: float = 0.0) -> Simulated:
+    """Simulate `spec` on `instances` engines of `engine` sizes placed by `profile_config`."""
+    config = SimConfig(instances=instances, policy=policy, profile=profile_config, engine=engine, latency=latency,
+                       seed=seed, dispatch_delay_s=dispatch_delay_s, step_overhead_s=step_overhead_s)
+    run = Simulation(config, SimWorkload(build_workload(spec), seed=spec.seed, vocab=spec.vocab)).run()
+    return Simulated(run_metrics(config, run), run.recorder.timelines(), results(config, run, spec.describe()))
+
+
+def mean_stretch(waits: dict[int, ThreadWait]) -> float:
+    """(CPU + run-queue wait) / CPU over the given threads together (1 when they used no CPU)."""
+    cpu = sum(w.cpu_s for w in waits.values())
+    return (cpu + sum(w.wait_s for w in waits.values())) / cpu if cpu > 0 else 1.0
+
+
+def variants(args: argparse.Namespace, config: FlotillaConfig, engine: EngineConfig, model: LatencyModel,
+             m: Measured) -> dict[str, Simulated]:
+    policy = config.gateway.default_profile
+    profile_config = config.scheduling.profiles[policy]
+    spec = m.result.config.workload
+    o = m.overheads
+
+    def run(latency: LatencyModel, overheads: bool) -> Simulated:
+        return simulate(spec, args.instances, policy, profile_config, engine, latency, args.seed,
+                        o.dispatch_delay_s if overheads else 0.0, o.step_overhead_s if overheads else 0.0)
+
+    return {
+        "profile only": run(model, False),
+        HEADLINE: run(model, True),
+        "+ CPU wait": run(ScaledLatency(model, mean_stretch(m.step_waits)), True),
+    }
+
+
+# ---- step 7: report ------------------------------------------------------------------------------
+def _latencies(timelines: Sequence[RequestTimeline]) -> dict[str, list[float]]:
+    ok = [t for t in timelines if t.success]
+    return {"ttft_s": [round(t.ttft_s, 6) for t in ok],
+            "tpot_s": [round(v, 6) for t in ok if (v := t.tpot_s) is not None]}
+
+
+def _json_rate(rate: float) -> float | str:
+    return "inf" if math.isinf(rate) else rate
+
+
+def payload(args: argparse.Namespace, settings: dict[str, Any], engine: EngineConfig, model: DistServeModel,
+            fitted: FitResult | None, m: Measured, sims: dict[str, Simulated]) -> dict[str, Any]:
+    wall = m.wall_s
+    comparisons = {name: [{**asdict(c), "rel_error": c.rel_error, "checked": c.checked, "within": c.within}
+                          for c in compare(m.result.metrics, s.metrics)] for name, s in sims.items()}
+    within, checked = verdict(compare(m.result.metrics, sims[HEADLINE].metrics))
+    return {
+        "settings": settings,
+        "engine": asdict(engine),
+        "latency_model": model.describe(),
+        "profile_fit": None if fitted is None else {"prefill": asdict(fitted.prefill), "decode": asdict(fitted.decode)},
+        "serving_overheads": asdict(m.overheads),
+        "probe_step_thread_stretch": mean_stretch(m.probe_waits),
+        "sweep": [{**asdict(p), "offered_rps": _json_rate(p.offered_rps)} for p in m.sweep],
+        "capacity_rps": m.capacity_rps,
+        "rate_rps": m.rate,
+        "workload": m.result.config.workload.describe(),
+        "measured": {"metrics": asdict(m.result.metrics), "wall_s": wall,
+                     "cpu_cores": {k: v / wall for k, v in m.cpu_s.items()},
+                     "step_threads": {str(pid): {**asdict(w), "stretch": w.stretch} for pid, w in m.step_waits.items()},
+                     "step_thread_stretch": mean_stretch(m.step_waits),
+                     "gateway_thread": {**asdict(m.gateway_wait), "stretch": m.gateway_wait.stretch},
+                     "burst_share": burst_share([r.outcome.timeline for r in m.result.records]),
+                     **_latencies([r.outcome.timeline for r in m.result.records])},
+        "simulated": {name: {"metrics": asdict(s.metrics), "results": s.results, **_latencies(s.timelines)}
+                      for name, s in sims.items()},
+        "comparison": comparisons,
+        "headline": HEADLINE,
+        "tolerance": TOLERANCE,
+        "checked_within": within,
+        "checked": checked,
+    }
+
+
+def summary(m: Measured, fitted: FitResult | None, sims: dict[str, Simulated]) -> str:
+    """The text printed before the table: sweep, overheads, CPU."""
+    lines = []
+    if m.sweep:
+        lines += ["| offered req/s | completed req/s | median TTFT ms | median TPOT ms | median E2E ms |",
+                  "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {p.offered_rps:g} | {p.achieved_rps:.1f} | {p.ttft_median_ms:.1f} | {p.tpot_median_ms:.2f} | "
+                  f"{p.e2e_median_ms:.1f} |" for p in m.sweep]
+        lines.append(f"\ncapacity {m.capacity_rps:.1f} req/s; measured run at {m.rate:.1f} req/s\n")
+    if fitted is not None:
+        lines.append(f"profile fit: prefill R^2 {fitted.prefill.r2:.3f} (max error {fitted.prefill.max_rel_error:.0%}), "
+                     f"decode R^2 {fitted.decode.r2:.3f} (max error {fitted.decode.max_rel_error:.0%})")
+    o = m.overheads
+    lines.append(f"serving overheads (lone requests): E2E of {o.prompt_len} -> 1 tokens {o.one_token_e2e_s * 1e3:.2f} ms "
+                 f"(model prefill {o.predicted_prefill_s * 1e3:.2f} ms), TPOT of {o.prompt_len} -> {o.output_len} "
+                 f"{o.lone_tpot_s * 1e3:.3f} ms (model decode {o.predicted_decode_s * 1e3:.3f} ms): step overhead "
+                 f"{o.step_overhead_s * 1e3:.3f} ms, dispatch delay {o.dispatch_delay_s * 1e3:.3f} ms"
+                 + (f" (clamped at 0: {', '.join(o.clamped)})" if o.clamped else ""))
+    cores = {k: v / m.wall_s for k, v in m.cpu_s.items()}
+    lines.append("measured run CPU (cores): " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items())
+                 + f"; (CPU + run-queue wait) / CPU of the instances' step threads {mean_stretch(m.step_waits):.2f} "
+                 f"(lone-request probe: {mean_stretch(m.probe_waits):.2f}), of the gateway's event loop "
+                 f"{m.gateway_wait.stretch:.2f}")
+    share = burst_share([r.outcome.timeline for r in m.result.records])
+    lines.append(f"measured inter-token gaps under {BURST_GAP_S * 1e3:g} ms (tokens of several steps in one burst): "
+                 f"{share:.0%}")
+    busy = {name: s.results["busy_fraction"] for name, s in sims.items()}
+    lines.append("simulated busy fraction: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items()))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark (see the module docstring); returns the exit status."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config = serving_config(args)
+        engine = engine_config(config, load_frontend(args.model).config)
+    except ConfigError as exc:
+        print(f"sim_fidelity: error: {exc}", file=sys.stderr)
+        return 2
+    settings = {
+        "command": "python -m benchmarks.sim_fidelity " + " ".join(sys.argv[1:] if argv is None else argv),
+        "model": args.model, "instances": args.instances, "set": args.set, "runtime": config.cluster.runtime,
+        "scheduling_profile": {config.gateway.default_profile: config.scheduling.profiles[
+            config.gateway.default_profile].model_dump()},
+        "sweep_rates": [_json_rate(r) for r in args.rates], "load": args.load, "quick": args.quick,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
+        "platform": platform.platform(), "python": platform.python_version(),
+        "loadavg_at_start": list(os.getloadavg()),
+    }
+    threads = max(1, int(config.cluster.num_cpus_per_instance))
+    started = time.perf_counter()
+    model, fitted = latency_model(args, threads)
+    _say(f"starting flotilla serve --model {args.model} --instances {args.instances} {' '.join(args.set)}")
+    serve_args = ["--model", args.model, "--instances", str(args.instances)]
+    for item in args.set:
+        serve_args += ["--set", item]
+    with ServeProcess(*serve_args) as server:
+        measured = asyncio.run(measure(args, server, model))
+    settings["loadavg_at_end"] = list(os.getloadavg())
+    _say("simulating the same workload")
+    sims = variants(args, config, engine, model, measured)
+    settings["wall_s"] = time.perf_counter() - started
+    print(summary(measured, fitted, sims))
+    print()
+    print(format_table(measured.result.metrics, {k: s.metrics for k, s in sims.items()}, HEADLINE))
+    within, checked = verdict(compare(measured.result.metrics, sims[HEADLINE].metrics))
+    print(f"\n{within} of {checked} checked figures (TTFT and TPOT at P50 and P90, simulated '{HEADLINE}') are within "
+          f"{TOLERANCE:.0%} of measured")
+    data = payload(args, settings, engine, model, fitted, measured, sims)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, allow_nan=False) + "\n")
+    w = measured.result.config.workload
+    title = (f"{args.model}, {args.instances} instances (Ray) on {os.cpu_count()} CPUs: {w.trace} x{w.length_scale:g} "
+             f"lengths, Poisson {measured.rate:.1f} req/s, {w.num_requests} requests")
+    plot_cdfs([r.outcome.timeline for r in measured.result.records],
+              {k: s.timelines for k, s in sims.items()}, title, args.plot)
+    print(f"results: {args.out}\nplot: {args.plot}")
+    return 0 if measured.result.metrics.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
