@@ -196,6 +196,13 @@ def burst_share(timelines: Sequence[RequestTimeline], gap_s: float = BURST_GAP_S
     return sum(g < gap_s for g in gaps) / len(gaps) if gaps else 0.0
 
 
+def single_burst_share(timelines: Sequence[RequestTimeline], gap_s: float = BURST_GAP_S) -> float:
+    """The share of the successful multi-token requests whose tokens all arrived within `gap_s` of
+    each other (TPOT under `gap_s`): the whole output in one burst (0 without such requests)."""
+    tpots = [v for t in timelines if t.success and (v := t.tpot_s) is not None]
+    return sum(v < gap_s for v in tpots) / len(tpots) if tpots else 0.0
+
+
 # ---- run-queue waits -----------------------------------------------------------------------------
 def parse_schedstat(text: str) -> tuple[int, int]:
     """(ns on a CPU, ns waiting on a run queue) from `/proc/PID/task/TID/schedstat`. ValueError on

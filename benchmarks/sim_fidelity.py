@@ -57,6 +57,7 @@ from benchmarks.fidelity_report import (
     format_table,
     parse_schedstat,
     plot_cdfs,
+    single_burst_share,
     verdict,
 )
 from benchmarks.loadgen import BenchmarkConfig, BenchmarkResult, run_benchmark
@@ -356,6 +357,7 @@ def payload(args: argparse.Namespace, settings: dict[str, Any], engine: EngineCo
                      "step_thread_stretch": mean_stretch(m.step_waits),
                      "gateway_thread": {**asdict(m.gateway_wait), "stretch": m.gateway_wait.stretch},
                      "burst_share": burst_share([r.outcome.timeline for r in m.result.records]),
+                     "single_burst_share": single_burst_share([r.outcome.timeline for r in m.result.records]),
                      **_latencies([r.outcome.timeline for r in m.result.records])},
         "simulated": {name: {"metrics": asdict(s.metrics), "results": s.results, **_latencies(s.timelines)}
                       for name, s in sims.items()},
@@ -390,9 +392,10 @@ def summary(m: Measured, fitted: FitResult | None, sims: dict[str, Simulated]) -
                  + f"; (CPU + run-queue wait) / CPU of the instances' step threads {mean_stretch(m.step_waits):.2f} "
                  f"(lone-request probe: {mean_stretch(m.probe_waits):.2f}), of the gateway's event loop "
                  f"{m.gateway_wait.stretch:.2f}")
-    share = burst_share([r.outcome.timeline for r in m.result.records])
+    timelines = [r.outcome.timeline for r in m.result.records]
     lines.append(f"measured inter-token gaps under {BURST_GAP_S * 1e3:g} ms (tokens of several steps in one burst): "
-                 f"{share:.0%}")
+                 f"{burst_share(timelines):.0%}; requests whose whole output came in one burst: "
+                 f"{single_burst_share(timelines):.0%}")
     busy = {name: s.results["busy_fraction"] for name, s in sims.items()}
     lines.append("simulated busy fraction: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items()))
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from benchmarks.fidelity_report import (
     compare,
     format_table,
     parse_schedstat,
+    single_burst_share,
     verdict,
 )
 from benchmarks.serving_metrics import RequestTimeline, compute_metrics
@@ -133,6 +134,8 @@ def test_burst_share_counts_gaps_of_tokens_delivered_together() -> None:
                  RequestTimeline(16, 0, 0.0, [], False, "boom")]
     assert burst_share(timelines) == pytest.approx(2 / 4)
     assert burst_share([]) == 0.0
+    assert single_burst_share(timelines) == pytest.approx(1 / 2)  # the second request: 2 tokens 50 us apart
+    assert single_burst_share([]) == 0.0
 
 
 def test_scaled_latency_multiplies_every_step() -> None:
