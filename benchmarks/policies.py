@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.serving_metrics import SLO
-from benchmarks.workload import WorkloadSpec
+from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, Outcome, run_experiment
 from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, table
 from controlplane.scheduling.policies import BASELINE_POLICIES
 
-AZURE_CONV_RATE = 19366 / 3502  # requests per second of the trace as published
 SLO_TARGET = SLO(ttft_ms=2000, tpot_ms=100)
 ATTAINMENT_TARGET = 0.9
 

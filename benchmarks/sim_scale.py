@@ -18,11 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.workload import WorkloadSpec
+from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, run_experiment
 from controlplane.runtime.sim.report import ProgressBar, pyplot
 
-AZURE_CONV_RATE = 19366 / 3502  # requests per second of the trace as published
 FULL = ((16, 6_250), (64, 25_000), (256, 25_000), (256, 100_000))
 QUICK = ((4, 400), (16, 1_600))
 

@@ -14,7 +14,13 @@ from benchmarks.workload.loaders import (
     load_trace_file,
 )
 from benchmarks.workload.request import MOONCAKE_BLOCK_TOKENS, TraceRequest
-from benchmarks.workload.sources import TRACE_FILES, load_trace, resolve_trace, shared_data_dir
+from benchmarks.workload.sources import (
+    AZURE_CONV_RATE,
+    TRACE_FILES,
+    load_trace,
+    resolve_trace,
+    shared_data_dir,
+)
 from benchmarks.workload.spec import WorkloadSpec, build_workload
 from benchmarks.workload.tokens import (
     DEFAULT_VOCAB,
@@ -26,6 +32,7 @@ from benchmarks.workload.tokens import (
 from benchmarks.workload.transforms import cycle, head, scale_lengths, scale_rate
 
 __all__ = [
+    "AZURE_CONV_RATE",
     "DEFAULT_VOCAB",
     "MOONCAKE_BLOCK_TOKENS",
     "TRACE_FILES",

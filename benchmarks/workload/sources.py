@@ -16,6 +16,10 @@ TRACE_FILES: dict[str, str] = {
     "sharegpt": "sharegpt_lengths_10k.csv",
 }
 
+AZURE_CONV_RATE = 19366 / 3502
+"""Mean request rate (req/s) of the `azure-conv` trace as published: 19,366 requests over 3,502 s.
+Divide a target rate by it to get the `rate_scale` that replays the trace at that mean rate."""
+
 
 def shared_data_dir() -> Path:
     """`<repo root>/../shared/data`, where the repo root holds the `benchmarks` package."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.policies import AZURE_CONV_RATE, WORKLOADS, run_one
-from benchmarks.workload import build_workload
+from benchmarks.policies import WORKLOADS, run_one
+from benchmarks.workload import AZURE_CONV_RATE, build_workload
 from controlplane.scheduling.policies import BASELINE_POLICIES
 
 

@@ -12,7 +12,7 @@ to price steps by a fitted model instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.serving_metrics import SLO, RequestTimeline
@@ -44,9 +44,6 @@ class Experiment:
     max_model_len: int = 4096
     seed: int = 0
     slo: SLO | None = None
-
-    def with_(self, **changes: Any) -> Experiment:
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -93,5 +90,6 @@ def run_experiment(exp: Experiment, progress: Progress | None = None) -> Outcome
     config = sim_config(exp)
     workload = SimWorkload(build_workload(exp.workload), seed=exp.workload.seed, vocab=exp.workload.vocab)
     run = Simulation(config, workload).run(progress)
-    summary = {**results(config, run, workload=exp.workload.describe()), "gpu": exp.gpu, "model": exp.model}
-    return Outcome(summary, run.recorder.timelines())
+    timelines = run.recorder.timelines()
+    summary = results(config, run, workload=exp.workload.describe(), timelines=timelines)
+    return Outcome({**summary, "gpu": exp.gpu, "model": exp.model}, timelines)

@@ -1,7 +1,7 @@
 """A simulated instance: the real `Engine` (local scheduler and block manager) with a latency model
 in place of the forward pass.
 
-A step is split in two around virtual time: `start_step(now)` lets the engine choose its batch
+A step is split in two around virtual time: `start_step()` lets the engine choose its batch
 (allocating blocks, preempting) and returns when the step ends according to the latency model;
 `finish_step()` applies the samples at that time. Between the two the instance is busy: requests
 added meanwhile wait for the next step, as they do in a real instance's step loop.

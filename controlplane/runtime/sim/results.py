@@ -4,10 +4,11 @@ joint-SLO attainment and goodput)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from benchmarks.serving_metrics import BenchmarkMetrics, LatencyStats, compute_metrics
+from benchmarks.serving_metrics import BenchmarkMetrics, LatencyStats, RequestTimeline, compute_metrics
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.loop import SimRun
 
@@ -21,19 +22,30 @@ def _seconds(stats: LatencyStats) -> dict[str, float]:
     }
 
 
-def run_metrics(config: SimConfig, run: SimRun) -> BenchmarkMetrics:
-    """The serving metrics of `run` (duration: virtual time from 0 to the last event)."""
-    return compute_metrics(run.recorder.timelines(), max(run.duration_s, 1e-9), config.slo)
+def run_metrics(
+    config: SimConfig, run: SimRun, timelines: Sequence[RequestTimeline] | None = None
+) -> BenchmarkMetrics:
+    """The serving metrics of `run` (duration: virtual time from 0 to the last event), from
+    `timelines` when the caller already has them (`run.recorder.timelines()`), else built here."""
+    if timelines is None:
+        timelines = run.recorder.timelines()
+    return compute_metrics(timelines, max(run.duration_s, 1e-9), config.slo)
 
 
-def results(config: SimConfig, run: SimRun, workload: dict[str, Any] | None = None) -> dict[str, Any]:
+def results(
+    config: SimConfig,
+    run: SimRun,
+    workload: dict[str, Any] | None = None,
+    timelines: Sequence[RequestTimeline] | None = None,
+) -> dict[str, Any]:
     """JSON-ready results of one run. Deterministic: equal for equal workload, config and seed.
+    `timelines`: as for `run_metrics`.
 
     Latencies are in seconds. `slo_attainment` and `goodput_rps` are None without an SLO.
     `instance_seconds` is the cost: instances x duration. `busy_fraction` is the share of
     instance-seconds spent stepping.
     """
-    m = run_metrics(config, run)
+    m = run_metrics(config, run, timelines)
     instance_seconds = config.instances * run.duration_s
     busy = sum(inst.busy_s for inst in run.instances)
     return {
