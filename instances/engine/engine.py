@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from instances.engine.config import EngineConfig
+from instances.engine.decode_run import DecodeRun, advance_decode_run, plan_decode_run
 from instances.engine.executor import Executor
 from instances.engine.scheduler import LocalScheduler, SampledToken, ScheduledBatch
 from instances.engine.sequence import Sequence
@@ -108,6 +109,24 @@ class Engine:
             if item.needs_sample:
                 deltas.append(self._delta(item.seq))
         return StepOutput(deltas=deltas, num_scheduled_tokens=batch.num_tokens, num_preempted=len(batch.preempted))
+
+    def plan_decode_run(self, max_steps: int, token_id: int) -> DecodeRun | None:
+        """Plan the next steps as one decode run (see `decode_run`), or None when the next step is not
+        a pure decode of the running set or an abort is still to be reported."""
+        if self._aborted:
+            return None
+        return plan_decode_run(self.scheduler, max_steps, token_id)
+
+    def advance_decode_run(self, run: DecodeRun, steps: int, last_step_time_s: float) -> None:
+        """Apply the first `steps` steps of `run` (fewer than `run.steps`), as that many `step()`s
+        sampling `run.token_id` would: their tokens count as reported (no deltas are built; every
+        sequence of the run got one token per step)."""
+        advance_decode_run(self.scheduler, run, steps)
+        if steps:
+            self._steps += steps
+            self._last_step_time = last_step_time_s
+            for seq in run.seqs:
+                seq.num_emitted = len(seq.output_token_ids)
 
     def _delta(self, seq: Sequence) -> RequestDelta:
         """The output tokens of `seq` not reported yet (one per step, so far)."""

@@ -42,7 +42,8 @@ class ScheduledSeq(NamedTuple):
         return cls(seq, start, num_new_tokens, start + num_new_tokens == seq.num_tokens)
 
 
-_PRIORITY_KEY = attrgetter("priority_key")
+PRIORITY_KEY = attrgetter("priority_key")
+"""Batch order of the running set: `Sequence.priority_key`, smallest first."""
 
 
 def prefill_backlog(seq: Sequence) -> int:
@@ -140,7 +141,7 @@ class LocalScheduler:
         batch = ScheduledBatch()
         budget = self.config.max_num_batched_tokens
         running, allocate = self.running, self.blocks.allocate
-        running.sort(key=_PRIORITY_KEY)
+        running.sort(key=PRIORITY_KEY)
         i = 0
         while i < len(running) and budget > 0:
             seq = running[i]

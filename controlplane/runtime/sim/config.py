@@ -37,10 +37,13 @@ class SimConfig:
     slo: SLO | None = None
     dispatch_delay_s: float = 0.0
     step_overhead_s: float = 0.0
+    max_run_steps: int = 256
 
     def __post_init__(self) -> None:
         if self.instances < 1:
             raise ValueError(f"a simulation needs at least one instance, got {self.instances}")
+        if self.max_run_steps < 1:
+            raise ValueError(f"max_run_steps must be >= 1, got {self.max_run_steps}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         for name in ("dispatch_delay_s", "step_overhead_s"):

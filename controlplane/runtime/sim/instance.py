@@ -1,10 +1,17 @@
 """A simulated instance: the real `Engine` (local scheduler and block manager) with a latency model
 in place of the forward pass.
 
-A step is split in two around virtual time: `start_step()` lets the engine choose its batch
-(allocating blocks, preempting) and returns when the step ends according to the latency model;
-`finish_step()` applies the samples at that time. Between the two the instance is busy: requests
-added meanwhile wait for the next step, as they do in a real instance's step loop.
+Work is split in two around virtual time: `start(now)` lets the engine choose what to run and
+returns when that ends according to the latency model; `finish()` applies it at that time. Between
+the two the instance is busy: requests added meanwhile wait for the next step, as they do in a real
+instance's step loop.
+
+The work is one step, or a *decode run*: when the next steps are pure decodes of the whole running
+set (`Engine.plan_decode_run`), up to `max_run_steps` of them are priced at once and handled as one
+event, ending at the first step that finishes a request. Every observable is as if each step were
+its own event: tokens are recorded at their steps' end times, `view` (read by the dispatcher)
+reflects the last step boundary passed (`DecodeRunView`), and a request added mid-run cuts the run
+at the step in progress, after which the instance steps as usual.
 
 Every sampled token is `SIM_TOKEN_ID`; requests run with `ignore_eos` and finish at their
 `max_tokens`, so a simulated request produces exactly the output length its trace gives (or
@@ -13,9 +20,15 @@ stops at the engine's context limit, as a real one would).
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from dataclasses import dataclass
+
 from controlplane.runtime.local import view_of
+from controlplane.runtime.sim.recorder import Recorder
+from controlplane.runtime.sim.views import DecodeRunView, SimClock
 from controlplane.scheduling.types import InstanceView
 from instances.engine.config import EngineConfig
+from instances.engine.decode_run import DecodeRun
 from instances.engine.engine import Engine
 from instances.engine.scheduler import SampledToken, ScheduledBatch
 from instances.latency.base import LatencyModel
@@ -31,55 +44,87 @@ class SimExecutor:
     Its duration is not taken here but from the instance's latency model."""
 
     def execute(self, batch: ScheduledBatch) -> dict[str, SampledToken]:
-        return {item.seq.request_id: _SAMPLE for item in batch.seqs if item.needs_sample}
+        return dict.fromkeys([item.seq.request_id for item in batch.seqs if item.needs_sample], _SAMPLE)
+
+
+@dataclass(slots=True)
+class _Run:
+    """A decode run in progress: the plan, and each step's duration and end time."""
+
+    plan: DecodeRun
+    durations: list[float]
+    ends: list[float]
 
 
 class SimInstance:
-    """One simulated engine replica. Single-threaded; driven by the simulation loop."""
+    """One simulated engine replica. Single-threaded; driven by the simulation loop, whose `clock`
+    it reads and whose `recorder` gets the tokens of decode runs' steps."""
 
     def __init__(
-        self, instance_id: str, config: EngineConfig, latency: LatencyModel, step_overhead_s: float = 0.0
+        self,
+        instance_id: str,
+        config: EngineConfig,
+        latency: LatencyModel,
+        clock: SimClock,
+        recorder: Recorder,
+        step_overhead_s: float = 0.0,
+        max_run_steps: int = 1,
     ) -> None:
         self.instance_id = instance_id
         self.executor = SimExecutor()
         self.engine = Engine(config, self.executor, instance_id=instance_id, clock=_no_clock)
         self.latency = latency
+        self.clock = clock
+        self.recorder = recorder
         self.step_overhead_s = step_overhead_s  # added to every step (SimConfig.step_overhead_s)
+        self.max_run_steps = max_run_steps  # 1: no decode runs, every step is an event
         self._batch: ScheduledBatch | None = None
+        self._run: _Run | None = None
         self._step_time = 0.0
         self.busy_s = 0.0  # virtual seconds spent stepping
         self.view: InstanceView = view_of(self.engine.stats())
 
     @property
     def busy(self) -> bool:
-        return self._batch is not None
+        return self._batch is not None or self._run is not None
 
     def check(self, req: EngineRequest) -> None:
         """Raise ValueError if `req` can never run on this engine (the real engine's rule)."""
         self.engine.check(req)
 
-    def add(self, req: EngineRequest) -> None:
-        """Queue a request (already `check`ed); it joins the next step."""
+    def add(self, req: EngineRequest) -> float | None:
+        """Queue a request (already `check`ed); it joins the next step. If a decode run was in
+        progress it is cut at the step in progress on the clock, and the time that step ends (the
+        instance's new end of work) is returned; otherwise None."""
+        end = None
+        if self._run is not None:
+            end = self._cut(bisect_right(self._run.ends, self.clock.now))
         self.engine.add_request(req)
         self.view = view_of(self.engine.stats())
+        return end
 
-    def start_step(self) -> float | None:
-        """Choose the next batch; returns its duration in seconds, or None when there is no work."""
+    def start(self, now: float) -> float | None:
+        """Start the next work at `now` (the instance is idle); returns the virtual time it ends,
+        or None when there is no work."""
+        if self.max_run_steps > 1:
+            plan = self.engine.plan_decode_run(self.max_run_steps, SIM_TOKEN_ID)
+            if plan is not None:
+                return self._start_run(plan, now)
         batch = self.engine.begin_step()
         if not batch:
             if batch.preempted:  # pragma: no cover - a preempting step always schedules someone
                 raise AssertionError("engine preempted without scheduling")
             return None
-        self._batch = batch
-        self._step_time = self.latency.step_time(StepShape.of(batch)) + self.step_overhead_s
-        self.busy_s += self._step_time
-        return self._step_time
+        self._begin(batch)
+        return now + self._step_time
 
-    def finish_step(self) -> list[RequestDelta]:
-        """Apply the running step's samples; returns the deltas (one token per progressed request)."""
+    def finish(self) -> list[RequestDelta]:
+        """End the running work at its end time; returns the deltas of its (last) step."""
+        if self._run is not None:
+            self._cut(len(self._run.ends) - 1)
         batch, self._batch = self._batch, None
         if batch is None:
-            raise RuntimeError(f"{self.instance_id}: finish_step without a running step")
+            raise RuntimeError(f"{self.instance_id}: finish without running work")
         deltas = self.engine.finish_step(batch, self.executor.execute(batch), self._step_time).deltas
         self.view = view_of(self.engine.stats())
         return deltas
@@ -88,6 +133,44 @@ class SimInstance:
     def preemptions(self) -> int:
         return self.engine.scheduler.num_preemptions
 
+    @property
+    def steps(self) -> int:
+        """Engine steps taken so far."""
+        return self.engine.stats().steps
+
+    def _begin(self, batch: ScheduledBatch) -> None:
+        self._batch = batch
+        self._step_time = self.latency.step_time(StepShape.of(batch)) + self.step_overhead_s
+        self.busy_s += self._step_time
+
+    def _start_run(self, plan: DecodeRun, now: float) -> float:
+        batch = len(plan.seqs)
+        step_time, overhead = self.latency.step_time, self.step_overhead_s
+        durations: list[float] = []
+        ends: list[float] = []
+        for context in range(plan.context, plan.context + plan.steps * batch, batch):
+            d = step_time(StepShape(0, 0, 0, batch, context)) + overhead
+            now += d  # the same float sums as stepping one event at a time
+            durations.append(d)
+            ends.append(now)
+        self._run = _Run(plan, durations, ends)
+        self.view = DecodeRunView(self.view, plan, ends, self.clock)
+        return now
+
+    def _cut(self, steps: int) -> float:
+        """Apply the run's first `steps` steps, start step `steps` + 1 as an ordinary step and end
+        the run; returns that step's end time. The caller refreshes `view`."""
+        run, self._run = self._run, None
+        assert run is not None
+        plan = run.plan
+        for d in run.durations[:steps]:
+            self.busy_s += d
+        self.engine.advance_decode_run(plan, steps, run.durations[steps - 1] if steps else 0.0)
+        if steps:
+            self.recorder.run_tokens([seq.request_id for seq in plan.seqs], run.ends[:steps])
+        self._begin(self.engine.begin_step())
+        return run.ends[steps]
+
 
 def _no_clock() -> float:
-    raise RuntimeError("a simulated engine has no wall clock; step it with start_step/finish_step")
+    raise RuntimeError("a simulated engine has no wall clock; step it with start/finish")

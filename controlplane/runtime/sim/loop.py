@@ -1,15 +1,18 @@
 """The discrete-event loop: arrivals and engine steps in virtual time.
 
 Two kinds of event, taken in time order:
-- a step end of instance k (from a heap keyed by (time, sequence number), so equal times keep
-  the order they were scheduled in);
+- the end of instance k's work, one step or a decode run (from a heap keyed by (time, sequence
+  number), so equal times keep the order they were scheduled in; an entry whose work was cut short
+  is stale and skipped);
 - the next arrival of the workload (already sorted, so it is read in order, never heaped).
 A step end at the same instant as an arrival is handled first: the engine's state then includes
-that step, as a real gateway's next snapshot would.
+that step, as a real gateway's next snapshot would. Decode runs (`SimInstance`) change the number
+of events, not the results: with `SimConfig.max_run_steps` = 1 every step is its own event, and
+the results are identical.
 
 An arrival is placed by the real scheduling framework over the instances' current views (built
 from the real engine's `stats()`), then queued on that instance; an idle instance starts a step
-at once. With `SimConfig.dispatch_delay_s` the placement happens that long after the arrival
+at once (or, in a decode run, cuts it at the step in progress). With `SimConfig.dispatch_delay_s` the placement happens that long after the arrival
 (latencies still count from the arrival). A step end applies the samples, records the tokens at
 that instant and starts the next step. Nothing reads the wall clock; the only randomness is the
 pickers' `random.Random(seed)`.
@@ -26,6 +29,7 @@ from controlplane.errors import NoCapacity
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.instance import SimInstance
 from controlplane.runtime.sim.recorder import Recorder
+from controlplane.runtime.sim.views import SimClock
 from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.scheduling.framework import SchedulingFramework
 from controlplane.scheduling.registry import build_profile
@@ -47,7 +51,12 @@ class SimRun:
     instances: list[SimInstance]
     engine: EngineConfig  # as run: prefix caching is off for workloads that share no prefix
     duration_s: float
-    events: int
+    events: int  # arrivals and ends of work (steps or decode runs)
+
+    @property
+    def steps(self) -> int:
+        """Engine steps simulated, over all instances."""
+        return sum(inst.steps for inst in self.instances)
 
 
 class Simulation:
@@ -60,15 +69,18 @@ class Simulation:
         if not workload.shares_prefixes and engine.enable_prefix_caching:
             engine = replace(engine, enable_prefix_caching=False)
         self.engine = engine
+        self.clock = SimClock()
+        self.recorder = Recorder()
         self.instances = [
-            SimInstance(f"sim-{k:04d}", engine, config.latency, config.step_overhead_s)
+            SimInstance(f"sim-{k:04d}", engine, config.latency, self.clock, self.recorder,
+                        config.step_overhead_s, config.max_run_steps)
             for k in range(config.instances)
         ]
         self.framework = SchedulingFramework({config.policy: build_profile(config.policy, config.profile)})
         self.rng = random.Random(config.seed)
-        self.recorder = Recorder()
         self._index = {inst.instance_id: k for k, inst in enumerate(self.instances)}
-        self._steps: list[tuple[float, int, int]] = []  # (end time, sequence, instance index)
+        self._ends: list[tuple[float, int, int]] = []  # (end time, sequence, instance index)
+        self._current = [0] * config.instances  # sequence of each instance's live heap entry
         self._seq = 0
         self._ran = False
 
@@ -79,20 +91,25 @@ class Simulation:
         self._ran = True
         requests = self.workload.requests
         total = len(requests)
-        steps = self._steps
+        ends = self._ends
+        current = self._current
         instances = self.instances
+        clock = self.clock
         delay = self.config.dispatch_delay_s
         now = 0.0
         events = 0
         next_arrival = 0
-        while next_arrival < total or steps:
-            if steps and (next_arrival >= total or steps[0][0] <= requests[next_arrival].arrival_s + delay):
-                now, _, k = heapq.heappop(steps)
-                inst = instances[k]
-                self.recorder.tokens(inst.finish_step(), now)
+        while next_arrival < total or ends:
+            if ends and (next_arrival >= total or ends[0][0] <= requests[next_arrival].arrival_s + delay):
+                now, seq, k = heapq.heappop(ends)
+                if seq != current[k]:
+                    continue  # that work was cut short and rescheduled
+                clock.now = now
+                self.recorder.tokens(instances[k].finish(), now)
                 self._start(k, now)
             else:
                 now = requests[next_arrival].arrival_s + delay
+                clock.now = now
                 self._arrive(next_arrival, now)
                 next_arrival += 1
             events += 1
@@ -103,10 +120,15 @@ class Simulation:
         return SimRun(self.recorder, instances, self.engine, now, events)
 
     def _start(self, k: int, now: float) -> None:
-        duration = self.instances[k].start_step()
-        if duration is not None:
-            self._seq += 1
-            heapq.heappush(self._steps, (now + duration, self._seq, k))
+        end = self.instances[k].start(now)
+        if end is not None:
+            self._schedule(k, end)
+
+    def _schedule(self, k: int, end: float) -> None:
+        """Instance k's work now ends at `end` (any earlier heap entry of it is stale)."""
+        self._seq += 1
+        self._current[k] = self._seq
+        heapq.heappush(self._ends, (end, self._seq, k))
 
     def _arrive(self, index: int, now: float) -> None:
         trace = self.workload.requests[index]
@@ -133,6 +155,8 @@ class Simulation:
         except ValueError as e:
             self.recorder.rejected(request_id, str(e))
             return
-        inst.add(req)
-        if not inst.busy:
+        end = inst.add(req)
+        if end is not None:
+            self._schedule(k, end)
+        elif not inst.busy:
             self._start(k, now)

@@ -48,6 +48,15 @@ class Recorder:
                 self.finished += 1
                 self.cached_prompt_tokens += delta.num_cached_tokens
 
+    def run_tokens(self, request_ids: list[str], ends: list[float]) -> None:
+        """Record the steps of a decode run: each request got one token at each of `ends` (and
+        none finished: a run's last step is recorded by `tokens`)."""
+        requests = self._requests
+        for request_id in request_ids:
+            live = requests[request_id]
+            live.chunk_s.extend(ends)
+            live.output_tokens += len(ends)
+
     def timelines(self) -> list[RequestTimeline]:
         """One timeline per sent request, in the order they were sent."""
         return [

@@ -71,6 +71,7 @@ def results(
         "instance_seconds": instance_seconds,
         "busy_fraction": busy / instance_seconds if instance_seconds > 0 else 0.0,
         "events": run.events,
+        "steps": run.steps,
         "seed": config.seed,
         "engine": asdict(run.engine),
         "latency_model": config.latency.describe(),
