@@ -77,11 +77,14 @@ class BlockManager:
                 del self.free_queue[b]
             self.ref_counts[b] += 1
             seq.block_ids.append(b)
+        pop, refs, held = self.free_queue.popitem, self.ref_counts, seq.block_ids
+        caching = self.enable_prefix_caching  # without it no block is ever cached: nothing to evict
         for _ in range(new_blocks):
-            b, _ = self.free_queue.popitem(last=False)
-            self._evict(b)
-            self.ref_counts[b] = 1
-            seq.block_ids.append(b)
+            b, _ = pop(last=False)
+            if caching:
+                self._evict(b)
+            refs[b] = 1
+            held.append(b)
         return True
 
     def cache_full_blocks(self, seq: Sequence) -> None:

@@ -70,6 +70,10 @@ class RooflineModel:
     _attn_flops: float = field(init=False, repr=False, compare=False)
     _dense_bytes: float = field(init=False, repr=False, compare=False)
     _expert_bytes: float = field(init=False, repr=False, compare=False)
+    _kv_bytes: float = field(init=False, repr=False, compare=False)
+    _eff_flops: float = field(init=False, repr=False, compare=False)
+    _eff_bandwidth: float = field(init=False, repr=False, compare=False)
+    _overhead_s: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         m = self.model
@@ -80,6 +84,10 @@ class RooflineModel:
             "_dense_bytes": float(m.dtype_bytes * (m.num_layers * m.layer_dense_params + m.hidden_size
                                                    + m.embedding_params)),
             "_expert_bytes": float(m.num_layers * m.dtype_bytes * m.expert_params),
+            "_kv_bytes": float(m.kv_bytes_per_token),
+            "_eff_flops": self.gpu.effective_flops,
+            "_eff_bandwidth": self.gpu.effective_bandwidth,
+            "_overhead_s": self.gpu.step_overhead_s,
         }
         for name, value in const.items():
             object.__setattr__(self, name, value)
@@ -91,8 +99,8 @@ class RooflineModel:
             return 0.0
         return e * (1.0 - (1.0 - self.model.experts_per_token / e) ** tokens)
 
-    def terms(self, shape: StepShape) -> RooflineTerms:
-        """FLOPs, bytes and the times they take; ValueError for an empty shape."""
+    def work(self, shape: StepShape) -> tuple[float, float]:
+        """(FLOPs, bytes moved) of one step; ValueError for an empty shape."""
         tokens = shape.prefill_tokens + shape.decode_batch
         if tokens == 0:
             raise ValueError("an empty step has no latency: the shape schedules no tokens")
@@ -101,13 +109,20 @@ class RooflineModel:
                  + self._attn_flops * (shape.prefill_attn + shape.decode_context))
         prefill_ctx = shape.num_prefills * shape.prefill_attn / shape.prefill_tokens if shape.prefill_tokens else 0.0
         kv_tokens = shape.decode_context + prefill_ctx + tokens
-        moved = (self._dense_bytes + self._expert_bytes * self.experts_touched(tokens)
-                 + self.model.kv_bytes_per_token * kv_tokens)
-        return RooflineTerms(flops, moved, flops / self.gpu.effective_flops,
-                             moved / self.gpu.effective_bandwidth, self.gpu.step_overhead_s)
+        moved = self._dense_bytes
+        if self._expert_bytes:
+            moved += self._expert_bytes * self.experts_touched(tokens)
+        return flops, moved + self._kv_bytes * kv_tokens
+
+    def terms(self, shape: StepShape) -> RooflineTerms:
+        """FLOPs, bytes and the times they take; ValueError for an empty shape."""
+        flops, moved = self.work(shape)
+        return RooflineTerms(flops, moved, flops / self._eff_flops, moved / self._eff_bandwidth, self._overhead_s)
 
     def step_time(self, shape: StepShape) -> float:
-        return self.terms(shape).seconds
+        """`terms(shape).seconds`, without building the terms (called once per simulated step)."""
+        flops, moved = self.work(shape)
+        return self._overhead_s + max(flops / self._eff_flops, moved / self._eff_bandwidth)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "roofline", "gpu": asdict(self.gpu), "model": asdict(self.model)}

@@ -44,6 +44,7 @@ class Experiment:
     max_model_len: int = 4096
     seed: int = 0
     slo: SLO | None = None
+    max_run_steps: int = 256  # see SimConfig: speed only, never the results
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def sim_config(exp: Experiment) -> SimConfig:
         latency=build_latency_model(exp.gpu, exp.model, exp.latency_file),
         seed=exp.seed,
         slo=exp.slo,
+        max_run_steps=exp.max_run_steps,
     )
 
 

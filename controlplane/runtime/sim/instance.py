@@ -47,13 +47,19 @@ class SimExecutor:
         return dict.fromkeys([item.seq.request_id for item in batch.seqs if item.needs_sample], _SAMPLE)
 
 
+_FIRST_CHUNK = 8  # steps of a decode run priced when it starts; each extension doubles
+
+
 @dataclass(slots=True)
 class _Run:
-    """A decode run in progress: the plan, and each step's duration and end time."""
+    """A decode run in progress: the plan, and the duration and end time of its steps priced so far
+    (`len(ends)` of `plan.steps`; a run is priced in growing chunks, since most are cut short)."""
 
     plan: DecodeRun
+    start: float
     durations: list[float]
     ends: list[float]
+    chunk: int
 
 
 class SimInstance:
@@ -118,10 +124,18 @@ class SimInstance:
         self._begin(batch)
         return now + self._step_time
 
+    def extend_run(self) -> float | None:
+        """At the end time of the running work: if it is a decode run with steps not priced yet,
+        price the next chunk and return the new end time; None when the work is done (`finish`)."""
+        run = self._run
+        if run is None or len(run.ends) == run.plan.steps:
+            return None
+        return self._price(run)
+
     def finish(self) -> list[RequestDelta]:
         """End the running work at its end time; returns the deltas of its (last) step."""
         if self._run is not None:
-            self._cut(len(self._run.ends) - 1)
+            self._cut(self._run.plan.steps - 1)
         batch, self._batch = self._batch, None
         if batch is None:
             raise RuntimeError(f"{self.instance_id}: finish without running work")
@@ -144,17 +158,25 @@ class SimInstance:
         self.busy_s += self._step_time
 
     def _start_run(self, plan: DecodeRun, now: float) -> float:
+        self._run = run = _Run(plan, now, [], [], _FIRST_CHUNK)
+        self.view = DecodeRunView(self.view, plan, run.ends, self.clock)
+        return self._price(run)
+
+    def _price(self, run: _Run) -> float:
+        """Price the run's next chunk of steps; returns the end of the last step priced."""
+        plan = run.plan
         batch = len(plan.seqs)
         step_time, overhead = self.latency.step_time, self.step_overhead_s
-        durations: list[float] = []
-        ends: list[float] = []
-        for context in range(plan.context, plan.context + plan.steps * batch, batch):
+        durations, ends = run.durations, run.ends
+        now = ends[-1] if ends else run.start
+        first = len(ends)
+        last = min(plan.steps, first + run.chunk)
+        run.chunk *= 2
+        for context in range(plan.context + first * batch, plan.context + last * batch, batch):
             d = step_time(StepShape(0, 0, 0, batch, context)) + overhead
             now += d  # the same float sums as stepping one event at a time
             durations.append(d)
             ends.append(now)
-        self._run = _Run(plan, durations, ends)
-        self.view = DecodeRunView(self.view, plan, ends, self.clock)
         return now
 
     def _cut(self, steps: int) -> float:

@@ -105,8 +105,13 @@ class Simulation:
                 if seq != current[k]:
                     continue  # that work was cut short and rescheduled
                 clock.now = now
-                self.recorder.tokens(instances[k].finish(), now)
-                self._start(k, now)
+                inst = instances[k]
+                end = inst.extend_run()
+                if end is not None:
+                    self._schedule(k, end)  # a decode run priced further: nothing happened yet
+                else:
+                    self.recorder.tokens(inst.finish(), now)
+                    self._start(k, now)
             else:
                 now = requests[next_arrival].arrival_s + delay
                 clock.now = now
