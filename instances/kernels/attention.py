@@ -143,9 +143,11 @@ def _chunk_attention(q: torch.Tensor, kv_cache: torch.Tensor, c: _ChunkPlan, sca
     """Causal attention for the chunk q [n, heads, dim], offset by its start in the sequence."""
     k = kv_cache[0][c.ids].flatten(0, 1)[: c.ctx].transpose(0, 1)  # [kv_heads, ctx, dim]
     v = kv_cache[1][c.ids].flatten(0, 1)[: c.ctx].transpose(0, 1)
-    qh = q.transpose(0, 1)  # [heads, n, dim]
+    # with a batch dimension (4-d inputs) torch's CPU SDPA takes its flash kernel; 3-d inputs fall
+    # back to the math path, about 8x slower for a 512-token prompt
+    qh, k, v = q.transpose(0, 1)[None], k[None], v[None]  # [1, heads, n, dim], [1, kv_heads, ctx, dim]
     if c.mask is None:
         o = F.scaled_dot_product_attention(qh, k, v, is_causal=True, scale=scale, enable_gqa=True)
     else:
         o = F.scaled_dot_product_attention(qh, k, v, attn_mask=c.mask, scale=scale, enable_gqa=True)
-    return o.transpose(0, 1)
+    return o[0].transpose(0, 1)
