@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from benchmarks.serving_metrics import SLO
 from controlplane.config import ProfileConfig
+from controlplane.runtime.sim.host import HostModel
 from instances.engine.config import EngineConfig
 from instances.latency.base import LatencyModel
 
@@ -37,6 +38,8 @@ class SimConfig:
     slo: SLO | None = None
     dispatch_delay_s: float = 0.0
     step_overhead_s: float = 0.0
+    step_overhead_per_seq_s: float = 0.0
+    host: HostModel | None = None
     max_run_steps: int = 256
 
     def __post_init__(self) -> None:
@@ -46,7 +49,7 @@ class SimConfig:
             raise ValueError(f"max_run_steps must be >= 1, got {self.max_run_steps}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        for name in ("dispatch_delay_s", "step_overhead_s"):
+        for name in ("dispatch_delay_s", "step_overhead_s", "step_overhead_per_seq_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")

@@ -75,6 +75,7 @@ class SimInstance:
         recorder: Recorder,
         step_overhead_s: float = 0.0,
         max_run_steps: int = 1,
+        step_overhead_per_seq_s: float = 0.0,
     ) -> None:
         self.instance_id = instance_id
         self.executor = SimExecutor()
@@ -83,6 +84,7 @@ class SimInstance:
         self.clock = clock
         self.recorder = recorder
         self.step_overhead_s = step_overhead_s  # added to every step (SimConfig.step_overhead_s)
+        self.step_overhead_per_seq_s = step_overhead_per_seq_s  # and per scheduled sequence
         self.max_run_steps = max_run_steps  # 1: no decode runs, every step is an event
         self._batch: ScheduledBatch | None = None
         self._run: _Run | None = None
@@ -110,8 +112,9 @@ class SimInstance:
         return end
 
     def start(self, now: float) -> float | None:
-        """Start the next work at `now` (the instance is idle); returns the virtual time it ends,
-        or None when there is no work."""
+        """Start the next work at `now` (the instance is idle); returns the time it ends, or None
+        when there is no work. Times here are work coordinates (`host.WorkClock`), which are
+        virtual times unless a host model shares CPUs among the instances."""
         if self.max_run_steps > 1:
             plan = self.engine.plan_decode_run(self.max_run_steps, SIM_TOKEN_ID)
             if plan is not None:
@@ -154,7 +157,8 @@ class SimInstance:
 
     def _begin(self, batch: ScheduledBatch) -> None:
         self._batch = batch
-        self._step_time = self.latency.step_time(StepShape.of(batch)) + self.step_overhead_s
+        self._step_time = (self.latency.step_time(StepShape.of(batch)) + self.step_overhead_s
+                           + self.step_overhead_per_seq_s * len(batch.seqs))
         self.busy_s += self._step_time
 
     def _start_run(self, plan: DecodeRun, now: float) -> float:
@@ -166,7 +170,8 @@ class SimInstance:
         """Price the run's next chunk of steps; returns the end of the last step priced."""
         plan = run.plan
         batch = len(plan.seqs)
-        step_time, overhead = self.latency.step_time, self.step_overhead_s
+        step_time = self.latency.step_time
+        overhead = self.step_overhead_s + self.step_overhead_per_seq_s * batch
         durations, ends = run.durations, run.ends
         now = ends[-1] if ends else run.start
         first = len(ends)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 from controlplane.errors import NoCapacity
 from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.host import WorkClock
 from controlplane.runtime.sim.instance import SimInstance
 from controlplane.runtime.sim.recorder import Recorder
 from controlplane.runtime.sim.views import SimClock
@@ -70,16 +71,19 @@ class Simulation:
             engine = replace(engine, enable_prefix_caching=False)
         self.engine = engine
         self.clock = SimClock()
+        self.work = WorkClock(config.host)
         self.recorder = Recorder()
+        # on a shared host a run's step ends depend on the other instances: every step is an event
+        max_run_steps = 1 if config.host is not None else config.max_run_steps
         self.instances = [
             SimInstance(f"sim-{k:04d}", engine, config.latency, self.clock, self.recorder,
-                        config.step_overhead_s, config.max_run_steps)
+                        config.step_overhead_s, max_run_steps, config.step_overhead_per_seq_s)
             for k in range(config.instances)
         ]
         self.framework = SchedulingFramework({config.policy: build_profile(config.policy, config.profile)})
         self.rng = random.Random(config.seed)
         self._index = {inst.instance_id: k for k, inst in enumerate(self.instances)}
-        self._ends: list[tuple[float, int, int]] = []  # (end time, sequence, instance index)
+        self._ends: list[tuple[float, int, int]] = []  # (end in work coordinates, sequence, instance index)
         self._current = [0] * config.instances  # sequence of each instance's live heap entry
         self._seq = 0
         self._ran = False
@@ -94,26 +98,30 @@ class Simulation:
         ends = self._ends
         current = self._current
         instances = self.instances
-        clock = self.clock
+        clock, work = self.clock, self.work
         delay = self.config.dispatch_delay_s
         now = 0.0
         events = 0
         next_arrival = 0
         while next_arrival < total or ends:
-            if ends and (next_arrival >= total or ends[0][0] <= requests[next_arrival].arrival_s + delay):
-                now, seq, k = heapq.heappop(ends)
+            if ends and (next_arrival >= total
+                         or work.time_of(ends[0][0]) <= requests[next_arrival].arrival_s + delay):
+                end, seq, k = heapq.heappop(ends)
                 if seq != current[k]:
                     continue  # that work was cut short and rescheduled
-                clock.now = now
+                clock.now = now = work.arrive_at_work(end)
                 inst = instances[k]
                 end = inst.extend_run()
                 if end is not None:
                     self._schedule(k, end)  # a decode run priced further: nothing happened yet
                 else:
                     self.recorder.tokens(inst.finish(), now)
-                    self._start(k, now)
+                    self._start(k)
+                    if not inst.busy:
+                        work.set_stepping(work.stepping - 1)
             else:
                 now = requests[next_arrival].arrival_s + delay
+                work.advance(now)
                 clock.now = now
                 self._arrive(next_arrival, now)
                 next_arrival += 1
@@ -124,13 +132,14 @@ class Simulation:
             progress(self.recorder.finished, total, now)
         return SimRun(self.recorder, instances, self.engine, now, events)
 
-    def _start(self, k: int, now: float) -> None:
-        end = self.instances[k].start(now)
+    def _start(self, k: int) -> None:
+        end = self.instances[k].start(self.work.work)
         if end is not None:
             self._schedule(k, end)
 
     def _schedule(self, k: int, end: float) -> None:
-        """Instance k's work now ends at `end` (any earlier heap entry of it is stale)."""
+        """Instance k's work now ends at work coordinate `end` (any earlier heap entry of it is
+        stale). Without a host model work coordinates are virtual times."""
         self._seq += 1
         self._current[k] = self._seq
         heapq.heappush(self._ends, (end, self._seq, k))
@@ -164,4 +173,6 @@ class Simulation:
         if end is not None:
             self._schedule(k, end)
         elif not inst.busy:
-            self._start(k, now)
+            self._start(k)
+            if inst.busy:
+                self.work.set_stepping(self.work.stepping + 1)

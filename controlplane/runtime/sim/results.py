@@ -78,6 +78,8 @@ def results(
         "serving_overheads": {
             "dispatch_delay_s": config.dispatch_delay_s,
             "step_overhead_s": config.step_overhead_s,
+            "step_overhead_per_seq_s": config.step_overhead_per_seq_s,
         },
+        "host": None if config.host is None else asdict(config.host),
         "workload": workload,
     }

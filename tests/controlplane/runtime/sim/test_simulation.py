@@ -139,7 +139,8 @@ def test_dispatch_delay_places_later_and_counts_from_the_arrival() -> None:
     assert list(b.chunk_s) == pytest.approx([0.561, 0.573])
     assert (a.send_s, a.ttft_s) == (0.0, pytest.approx(0.4))
     assert (b.send_s, b.ttft_s) == (0.05, pytest.approx(0.511))
-    assert results(config, run)["serving_overheads"] == {"dispatch_delay_s": 0.2, "step_overhead_s": 0.0}
+    assert results(config, run)["serving_overheads"] == {"dispatch_delay_s": 0.2, "step_overhead_s": 0.0,
+                                                         "step_overhead_per_seq_s": 0.0}
 
 
 def test_a_dispatch_delay_shifts_every_latency_by_itself() -> None:
