@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.serving_metrics import BenchmarkMetrics, LatencyStats, RequestTimeline
+from controlplane.runtime.sim.host import HostModel
 from instances.latency.base import LatencyModel
 from instances.latency.shape import StepShape
 
@@ -62,6 +63,43 @@ class ServingOverheads:
         clamped = tuple(name for name, v in (("step_overhead_s", step), ("dispatch_delay_s", dispatch)) if v < 0)
         return cls(prompt_len, output_len, one_token_e2e_s, lone_tpot_s, prefill, decode, max(step, 0.0),
                    max(dispatch, 0.0), clamped)
+
+
+@dataclass(frozen=True)
+class BatchProbe:
+    """The per-sequence part of the step overhead, from a concurrent probe: `concurrency` requests
+    at a time (the lone probes' lengths) spread over `instances` instances, which then all step at
+    once with `concurrency / instances` sequences each, on a host whose background CPU during the
+    probe was measured. Under that `host` each step runs at `rate`, so
+
+        tpot_s * rate = decode(batch) + step_overhead_s + batch * per_seq_s
+
+    gives `per_seq_s` (clamped at 0): what an instance's step loop spends per scheduled sequence
+    (its chunk, detokenization) beyond the lone requests' fixed overhead.
+    """
+
+    concurrency: int
+    instances: int
+    tpot_s: float
+    cores: float
+    background_cores: float
+    rate: float
+    predicted_decode_s: float
+    per_seq_s: float
+
+    @classmethod
+    def measure(cls, model: LatencyModel, overheads: ServingOverheads, concurrency: int, instances: int,
+                tpot_s: float, host: HostModel) -> BatchProbe:
+        """ValueError unless `concurrency` is a positive multiple of `instances`."""
+        if instances < 1 or concurrency < instances or concurrency % instances:
+            raise ValueError(f"the batch probe's concurrency ({concurrency}) must be a multiple of the "
+                             f"instances ({instances})")
+        batch = concurrency // instances
+        p, o = overheads.prompt_len, overheads.output_len
+        decode = float(np.mean([model.step_time(StepShape.decode(batch, p + i)) for i in range(1, o)]))
+        rate = host.rate(instances)
+        per_seq = (tpot_s * rate - decode - overheads.step_overhead_s) / batch
+        return cls(concurrency, instances, tpot_s, host.cores, host.background_cores, rate, decode, max(per_seq, 0.0))
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,12 @@ In one run:
    run-queue wait of each instance's step thread (`/proc/.../schedstat`);
 6. the same `WorkloadSpec` in the simulator with the same instance count, engine sizes
    (the serving config's, `--set` included) and scheduling profile (`gateway.default_profile`):
-   "profile only" (the fitted step times alone), "+ overheads" (with the measured serving
-   overheads: the headline), and "+ CPU wait", a diagnostic that also stretches every engine step
-   by the step threads' measured (CPU + run-queue wait) / CPU of this very run (an attribution of
+   "profile only" (the fitted step times alone); "+ overheads" (with the measured serving
+   overheads); "+ host" (the headline: also a `HostModel` of this machine, its CPUs shared by the
+   instances' steps and the background CPU of the serving path, which is the CPU per request the
+   capacity sweep (or, with `--rate`, the warm-up) spent outside the instances' step threads, at
+   the measured run's rate); and "+ CPU wait", a diagnostic that stretches every engine step by
+   the step threads' measured (CPU + run-queue wait) / CPU of this very run (an attribution of
    the error, not a prediction);
 7. a Markdown table on stdout, `--out` (JSON) and `--plot` (TTFT and TPOT CDFs).
 Progress goes to stderr. Exit status: 0 when every measured request succeeded, 1 otherwise, 2 for a
@@ -42,10 +45,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
+
 from benchmarks.cpu_usage import cpu_delta_by_role, session_cpu
 from benchmarks.fidelity_report import (
     BURST_GAP_S,
     TOLERANCE,
+    BatchProbe,
     ScaledLatency,
     ServingOverheads,
     SweepPoint,
@@ -67,6 +73,7 @@ from benchmarks.workload import WorkloadSpec, build_workload
 from controlplane.config import FlotillaConfig, ProfileConfig, load_config, parse_overrides
 from controlplane.errors import ConfigError
 from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.host import HostModel
 from controlplane.runtime.sim.loop import Simulation
 from controlplane.runtime.sim.results import results, run_metrics
 from controlplane.runtime.sim.workload import SimWorkload
@@ -78,7 +85,7 @@ from instances.latency.profile import DEFAULT_GRID, DEFAULT_REPEATS, QUICK_GRID,
 from instances.latency.rows import write_rows
 from instances.models.loader import load_frontend
 
-HEADLINE = "+ overheads"
+HEADLINE = "+ host"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,29 +115,33 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--latency", type=Path, help="DistServe coefficients JSON; skips profiling")
     p.add_argument("--repeats", type=int, help=f"profile: timed steps per point (default {DEFAULT_REPEATS})")
     p.add_argument("--trace", default="azure-conv")
-    p.add_argument("--num-requests", type=int, help="measured run (default 1000)")
-    p.add_argument("--length-scale", type=float, default=0.1)
-    p.add_argument("--max-input-len", type=int, default=512)
-    p.add_argument("--max-output-len", type=int, default=128)
+    p.add_argument("--num-requests", type=int, help="measured run (default 300)")
+    p.add_argument("--length-scale", type=float, help="trace lengths x this (default 0.5; --quick 0.1)")
+    p.add_argument("--max-input-len", type=int, help="prompt cap after scaling (default 1024; --quick 512)")
+    p.add_argument("--max-output-len", type=int, help="output cap after scaling (default 256; --quick 128)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--load", type=float, default=0.7, help="measured run's rate as a fraction of capacity")
     p.add_argument("--rate", type=float, help="req/s of the measured run; skips the capacity sweep")
     p.add_argument("--sweep-rates", help="Poisson rates of the capacity sweep, inf = all at once "
-                   "(default 20,40,80,inf)")
-    p.add_argument("--sweep-requests", type=int, help="requests per sweep point (default 300)")
+                   "(default 2,4,8,16)")
+    p.add_argument("--sweep-requests", type=int, help="requests per sweep point (default 100)")
     p.add_argument("--probe-requests", type=int, help="lone requests per overhead probe (default 30)")
     p.add_argument("--probe-prompt", type=int, default=64, help="prompt tokens of the probes")
     p.add_argument("--probe-output", type=int, default=64, help="output tokens of the TPOT probe")
-    p.add_argument("--warmup-requests", type=int, help="discarded before measuring (default 200)")
+    p.add_argument("--probe-concurrency", type=int,
+                   help="requests at a time in the batch probe (default 4 per instance)")
+    p.add_argument("--warmup-requests", type=int, help="discarded before measuring (default 100)")
     p.add_argument("--quick", action="store_true", help="small profile grid and few requests (a smoke run)")
     p.add_argument("--out", type=Path, help="results JSON (default results/sim_fidelity.json)")
     p.add_argument("--plot", type=Path, help="CDF plot (default docs/img/sim_fidelity.png)")
     args = p.parse_args(argv)
     quick = args.quick
     defaults: dict[str, Any] = {
-        "repeats": 3 if quick else DEFAULT_REPEATS, "num_requests": 120 if quick else 1000,
-        "sweep_rates": "inf" if quick else "20,40,80,inf", "sweep_requests": 80 if quick else 300,
-        "probe_requests": 5 if quick else 30, "warmup_requests": 20 if quick else 200,
+        "repeats": 3 if quick else DEFAULT_REPEATS, "num_requests": 120 if quick else 300,
+        "sweep_rates": "inf" if quick else "2,4,8,16", "sweep_requests": 80 if quick else 100,
+        "probe_requests": 5 if quick else 30, "warmup_requests": 20 if quick else 100,
+        "length_scale": 0.1 if quick else 0.5, "max_input_len": 512 if quick else 1024,
+        "max_output_len": 128 if quick else 256,
         "out": Path("results/sim_fidelity_quick.json" if quick else "results/sim_fidelity.json"),
         "plot": Path("results/sim_fidelity_quick.png" if quick else "docs/img/sim_fidelity.png"),
     }
@@ -144,6 +155,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     for flag in ("instances", "repeats", "num_requests", "sweep_requests", "probe_requests", "warmup_requests"):
         if getattr(args, flag) < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.probe_concurrency is None:
+        args.probe_concurrency = 4 * args.instances
+    if args.probe_concurrency < args.instances or args.probe_concurrency % args.instances:
+        p.error(f"--probe-concurrency must be a multiple of --instances ({args.instances})")
     if args.probe_prompt < 2 or args.probe_output < 2:
         p.error("--probe-prompt and --probe-output must be >= 2")
     if not 0 < args.load <= 1:
@@ -178,10 +193,14 @@ def latency_model(args: argparse.Namespace, threads: int) -> tuple[DistServeMode
         _say(f"latency model: {args.latency}")
         return DistServeModel.load(args.latency), None
     grid = QUICK_GRID if args.quick else DEFAULT_GRID
-    _say(f"profiling {args.model} ({len(grid.points())} grid points, {args.repeats} repeats, {threads} thread(s))")
-    rows = profile(args.model, grid=grid, repeats=args.repeats, threads=threads, progress=sys.stderr)
+    colocated = args.instances - 1
+    _say(f"profiling {args.model} ({len(grid.points())} grid points, {args.repeats} repeats, {threads} thread(s), "
+         f"{colocated} co-located engine(s) as the cluster runs)")
+    rows = profile(args.model, grid=grid, repeats=args.repeats, threads=threads, progress=sys.stderr,
+                   colocated=colocated)
     source = (f"benchmarks.sim_fidelity: flotilla profile grid{' (quick)' if args.quick else ''}, {args.model}, "
-              f"{threads} thread(s), {args.repeats} repeats, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+              f"{threads} thread(s), {args.repeats} repeats, {colocated} co-located, "
+              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     result = fit(rows, source=source)
     csv_path, json_path = args.out.with_name(args.out.stem + "_profile.csv"), args.out.with_name(
         args.out.stem + "_profile.json")
@@ -216,6 +235,7 @@ def _machine_busy_s() -> float:
 @dataclass(frozen=True)
 class Measured:
     overheads: ServingOverheads
+    batch_probe: BatchProbe
     probe_waits: dict[int, ThreadWait]
     sweep: list[SweepPoint]
     capacity_rps: float | None
@@ -225,6 +245,44 @@ class Measured:
     cpu_s: dict[str, float]
     step_waits: dict[int, ThreadWait]  # instance pid -> its step thread
     gateway_wait: ThreadWait  # the gateway's busiest thread (its event loop)
+    background: BackgroundCpu  # from the sweep (or the warm-up), not from the measured run
+
+
+@dataclass(frozen=True)
+class BackgroundCpu:
+    """CPU the host spends outside the instances' step threads (gateway, client, the actors' event
+    loops, Ray, other tenants), measured at some request rates: `points` of (completed req/s,
+    background cores), from the capacity sweep (or the warm-up alone with `--rate`)."""
+
+    points: tuple[tuple[float, float], ...]
+    source: str
+
+    def cores_at(self, rate: float) -> float:
+        """Background cores at `rate` req/s: the least-squares line through the points (a part that
+        does not depend on the rate, such as polling, and a part per request), or the one point's
+        cores per request x `rate`; never below 0."""
+        rates = np.array([r for r, _ in self.points])
+        cores = np.array([c for _, c in self.points])
+        if len(set(rates.tolist())) < 2:
+            return max(0.0, float(cores.sum() / rates.sum() * rate)) if rates.sum() > 0 else 0.0
+        slope, intercept = np.polyfit(rates, cores, 1)
+        return max(0.0, float(intercept + slope * rate))
+
+
+class _CpuMeter:
+    """Machine busy CPU and the instances' step-thread CPU between `start()` and `stop()`."""
+
+    def __init__(self, instance_pids: Sequence[int]) -> None:
+        self.pids = instance_pids
+
+    def start(self) -> None:
+        self._machine, self._sched, self._t0 = _machine_busy_s(), _thread_schedstats(self.pids), time.perf_counter()
+
+    def stop(self) -> float:
+        """Cores the machine kept busy outside the step threads since `start()` (CPU s / wall s)."""
+        steps = busiest_threads(self._sched, _thread_schedstats(self.pids))
+        cpu = _machine_busy_s() - self._machine - sum(w.cpu_s for w in steps.values())
+        return max(0.0, cpu) / (time.perf_counter() - self._t0)
 
 
 async def _lone(url: str, model: str, prompt: int, output: int, n: int, seed: int) -> BenchmarkMetrics:
@@ -237,9 +295,13 @@ async def _lone(url: str, model: str, prompt: int, output: int, n: int, seed: in
 
 async def measure(args: argparse.Namespace, server: ServeProcess, model: LatencyModel) -> Measured:
     url = server.base_url
-    _say(f"warm-up: {args.warmup_requests} requests")
-    await run_benchmark(BenchmarkConfig(url, args.model, workload(args, 20.0, args.warmup_requests, args.seed + 1)))
     instance_pids = sorted(pid for pid, p in session_cpu(server.pid).items() if p.role == "instances")
+    meter = _CpuMeter(instance_pids)
+    _say(f"warm-up: {args.warmup_requests} requests")
+    meter.start()
+    warm = await run_benchmark(BenchmarkConfig(url, args.model, workload(args, 20.0, args.warmup_requests,
+                                                                         args.seed + 1)))
+    background = BackgroundCpu(((warm.metrics.request_throughput, meter.stop()),), "warm-up")
     _say(f"serving overheads: {args.probe_requests} lone requests of {args.probe_prompt} tokens -> 1, then -> "
          f"{args.probe_output}")
     one = await _lone(url, args.model, args.probe_prompt, 1, args.probe_requests, args.seed + 2)
@@ -250,17 +312,32 @@ async def measure(args: argparse.Namespace, server: ServeProcess, model: Latency
                                          lone.tpot.median_ms / 1e3)
     _say(f"lone E2E {one.e2el.median_ms:.2f} ms, lone TPOT {lone.tpot.median_ms:.3f} ms -> step overhead "
          f"{overheads.step_overhead_s * 1e3:.3f} ms, dispatch delay {overheads.dispatch_delay_s * 1e3:.3f} ms")
+    c = args.probe_concurrency
+    _say(f"batch probe: {4 * c} requests of {args.probe_prompt} -> {args.probe_output} tokens, {c} at a time")
+    meter.start()
+    spec = WorkloadSpec(input_len=args.probe_prompt, output_len=args.probe_output, num_requests=4 * c,
+                        request_rate=math.inf, seed=args.seed + 5)
+    batched = await run_benchmark(BenchmarkConfig(url, args.model, spec, max_concurrency=c))
+    probe_host = HostModel(float(os.cpu_count() or 1), meter.stop())
+    batch_probe = BatchProbe.measure(model, overheads, c, args.instances, batched.metrics.tpot.median_ms / 1e3,
+                                     probe_host)
+    _say(f"batch TPOT {batch_probe.tpot_s * 1e3:.3f} ms with {probe_host.background_cores:.2f} background cores "
+         f"-> {batch_probe.per_seq_s * 1e3:.3f} ms per sequence per step")
     sweep: list[SweepPoint] = []
     cap = None
     rate = args.rate
     if rate is None:
+        points = []
         for offered in args.rates:
             _say(f"capacity sweep: {args.sweep_requests} requests at {offered:g} req/s")
+            meter.start()
             res = await run_benchmark(BenchmarkConfig(url, args.model, workload(args, offered, args.sweep_requests,
                                                                                 args.seed + 4)))
+            points.append((res.metrics.request_throughput, meter.stop()))
             sweep.append(SweepPoint.of(offered, res.metrics))
             _say(f"  -> {res.metrics.request_throughput:.1f} req/s completed, median TTFT "
                  f"{res.metrics.ttft.median_ms:.1f} ms, TPOT {res.metrics.tpot.median_ms:.2f} ms")
+        background = BackgroundCpu(tuple(points), "capacity sweep")
         cap = capacity(sweep)
         rate = args.load * cap
         _say(f"capacity {cap:.1f} req/s; measured run at {args.load:.0%} of it: {rate:.1f} req/s")
@@ -278,7 +355,8 @@ async def measure(args: argparse.Namespace, server: ServeProcess, model: Latency
     cpu_s["client"] = time.process_time() - client_before
     cpu_s["machine"] = _machine_busy_s() - machine_before
     cpu_s["other"] = max(0.0, cpu_s["machine"] - sum(cpu_s[k] for k in ("gateway", "instances", "ray", "client")))
-    return Measured(overheads, probe_waits, sweep, cap, rate, result, wall, cpu_s, step_waits, gateway_wait)
+    return Measured(overheads, batch_probe, probe_waits, sweep, cap, rate, result, wall, cpu_s, step_waits, gateway_wait,
+                    background)
 
 
 # ---- step 6: the simulator -----------------------------------------------------------------------
@@ -291,10 +369,12 @@ class Simulated:
 
 def simulate(spec: WorkloadSpec, instances: int, policy: str, profile_config: ProfileConfig, engine: EngineConfig,
              latency: LatencyModel, seed: int, dispatch_delay_s: float = 0.0,
-             step_overhead_s: float = 0.0) -> Simulated:
+             step_overhead_s: float = 0.0, host: HostModel | None = None,
+             step_overhead_per_seq_s: float = 0.0) -> Simulated:
     """Simulate `spec` on `instances` engines of `engine` sizes placed by `profile_config`."""
     config = SimConfig(instances=instances, policy=policy, profile=profile_config, engine=engine, latency=latency,
-                       seed=seed, dispatch_delay_s=dispatch_delay_s, step_overhead_s=step_overhead_s)
+                       seed=seed, dispatch_delay_s=dispatch_delay_s, step_overhead_s=step_overhead_s, host=host,
+                       step_overhead_per_seq_s=step_overhead_per_seq_s)
     run = Simulation(config, SimWorkload(build_workload(spec), seed=spec.seed, vocab=spec.vocab)).run()
     return Simulated(run_metrics(config, run), run.recorder.timelines(), results(config, run, spec.describe()))
 
@@ -312,15 +392,23 @@ def variants(args: argparse.Namespace, config: FlotillaConfig, engine: EngineCon
     spec = m.result.config.workload
     o = m.overheads
 
-    def run(latency: LatencyModel, overheads: bool) -> Simulated:
+    def run(latency: LatencyModel, overheads: bool, host: HostModel | None = None) -> Simulated:
         return simulate(spec, args.instances, policy, profile_config, engine, latency, args.seed,
-                        o.dispatch_delay_s if overheads else 0.0, o.step_overhead_s if overheads else 0.0)
+                        o.dispatch_delay_s if overheads else 0.0, o.step_overhead_s if overheads else 0.0, host,
+                        m.batch_probe.per_seq_s if host is not None else 0.0)
 
     return {
         "profile only": run(model, False),
-        HEADLINE: run(model, True),
+        "+ overheads": run(model, True),
+        HEADLINE: run(model, True, host_model(m)),
         "+ CPU wait": run(ScaledLatency(model, mean_stretch(m.step_waits)), True),
     }
+
+
+def host_model(m: Measured) -> HostModel:
+    """This machine's CPUs, shared by the instances' steps and the background CPU the calibration
+    requests cost, at the measured run's request rate."""
+    return HostModel(cores=float(os.cpu_count() or 1), background_cores=m.background.cores_at(m.rate))
 
 
 # ---- step 7: report ------------------------------------------------------------------------------
@@ -346,7 +434,9 @@ def payload(args: argparse.Namespace, settings: dict[str, Any], engine: EngineCo
         "latency_model": model.describe(),
         "profile_fit": None if fitted is None else {"prefill": asdict(fitted.prefill), "decode": asdict(fitted.decode)},
         "serving_overheads": asdict(m.overheads),
+        "batch_probe": asdict(m.batch_probe),
         "probe_step_thread_stretch": mean_stretch(m.probe_waits),
+        "background_cpu": {**asdict(m.background), "host": asdict(host_model(m))},
         "sweep": [{**asdict(p), "offered_rps": _json_rate(p.offered_rps)} for p in m.sweep],
         "capacity_rps": m.capacity_rps,
         "rate_rps": m.rate,
@@ -387,6 +477,10 @@ def summary(m: Measured, fitted: FitResult | None, sims: dict[str, Simulated]) -
                  f"{o.lone_tpot_s * 1e3:.3f} ms (model decode {o.predicted_decode_s * 1e3:.3f} ms): step overhead "
                  f"{o.step_overhead_s * 1e3:.3f} ms, dispatch delay {o.dispatch_delay_s * 1e3:.3f} ms"
                  + (f" (clamped at 0: {', '.join(o.clamped)})" if o.clamped else ""))
+    b = m.batch_probe
+    lines.append(f"batch probe: {b.concurrency} at a time over {b.instances} instances, TPOT {b.tpot_s * 1e3:.3f} ms "
+                 f"with {b.background_cores:.2f} background cores (step rate {b.rate:.2f}; model decode "
+                 f"{b.predicted_decode_s * 1e3:.3f} ms): {b.per_seq_s * 1e3:.3f} ms per sequence per step")
     cores = {k: v / m.wall_s for k, v in m.cpu_s.items()}
     lines.append("measured run CPU (cores): " + ", ".join(f"{k} {v:.2f}" for k, v in cores.items())
                  + f"; (CPU + run-queue wait) / CPU of the instances' step threads {mean_stretch(m.step_waits):.2f} "
@@ -396,6 +490,10 @@ def summary(m: Measured, fitted: FitResult | None, sims: dict[str, Simulated]) -
     lines.append(f"measured inter-token gaps under {BURST_GAP_S * 1e3:g} ms (tokens of several steps in one burst): "
                  f"{burst_share(timelines):.0%}; requests whose whole output came in one burst: "
                  f"{single_burst_share(timelines):.0%}")
+    host = host_model(m)
+    points = ", ".join(f"{c:.2f} at {r:.1f} req/s" for r, c in m.background.points)
+    lines.append(f"host model: {host.cores:g} cores, background {host.background_cores:.2f} cores at {m.rate:.1f} "
+                 f"req/s (CPU outside the step threads, {m.background.source}: {points})")
     busy = {name: s.results["busy_fraction"] for name, s in sims.items()}
     lines.append("simulated busy fraction: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items()))
     return "\n".join(lines)

@@ -39,6 +39,8 @@ def _profile_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=9, help="timed steps per grid point (default 9)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as each instance)")
     p.add_argument("--quick", action="store_true", help="a small grid (seconds, for tests)")
+    p.add_argument("--colocated", type=int, default=0, metavar="N",
+                   help="time steps while N other engines step beside it, as co-located instances do (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             from instances.latency.profile import run_profile
 
             result = run_profile(args.model, args.out, args.fit, repeats=args.repeats, threads=args.threads,
-                                 quick=args.quick, progress=sys.stderr)
+                                 quick=args.quick, progress=sys.stderr, colocated=args.colocated)
             for part, q in (("prefill", result.prefill), ("decode", result.decode)):
                 print(f"{part}: {q.rows} rows, R^2 {q.r2:.4f}, max relative error {q.max_rel_error:.1%}")
             print(f"wrote {args.out} and {args.fit}")

@@ -37,6 +37,7 @@ from instances.engine.config import EngineConfig
 from instances.engine.engine import Engine
 from instances.engine.executor import Executor, ModelRunner
 from instances.engine.scheduler import SampledToken, ScheduledBatch
+from instances.latency.colocate import colocated_load
 from instances.latency.distserve import FitResult, fit
 from instances.latency.rows import ProfileRow, write_rows
 from instances.latency.shape import StepShape
@@ -165,15 +166,18 @@ def profile(
     threads: int = 1,
     progress: TextIO | None = None,
     loaded: LoadedModel | None = None,
+    colocated: int = 0,
 ) -> list[ProfileRow]:
     """Time the grid's steps on the real engine of `model`: one row per grid point (see the module
-    docstring).
+    docstring). With `colocated` > 0, that many other engines step beside it the whole time
+    (`colocate.colocated_load`), as other serving instances do on the same host.
 
     One line per grid point goes to `progress` (if given). ConfigError on bad arguments; ModelLoadError when
     the model cannot be loaded. The torch thread count is restored afterwards.
     """
-    if repeats < 1 or warmup < 0 or threads < 1:
-        raise ConfigError(f"profile needs repeats >= 1, warmup >= 0, threads >= 1; got {repeats}, {warmup}, {threads}")
+    if repeats < 1 or warmup < 0 or threads < 1 or colocated < 0:
+        raise ConfigError(f"profile needs repeats >= 1, warmup >= 0, threads >= 1, colocated >= 0; got {repeats}, "
+                          f"{warmup}, {threads}, {colocated}")
     least = 3 + warmup + (repeats - 1) // 2  # a decode point's prompt needs 2 tokens (see `decode`)
     if min(grid.decode_contexts, default=least) < least:
         raise ConfigError(f"with {repeats} repeats and {warmup} warm-up steps, decode contexts must be >= "
@@ -185,21 +189,26 @@ def profile(
         profiler = _Profiler(loaded, warmup, repeats)
         _Profiler(loaded, 2, 1).prefill(1, 16)
         _Profiler(loaded, 2, 1).decode(1, 16)  # first-call costs of torch, outside every grid point
-        points = grid.points()
-        rows: list[ProfileRow] = []
-        start = time.perf_counter()
-        for i, (kind, n, size) in enumerate(points, 1):
-            measure: Callable[[int, int], tuple[ProfileRow, list[float]]] = getattr(profiler, kind)
-            row, times = measure(n, size)
-            rows.append(row)
-            if progress is not None:
-                label = f"{n} x {size} tokens" if kind == "prefill" else f"batch {n}, context {size}"
-                print(f"[profile] {i}/{len(points)} {kind} {label}: median {row.seconds * 1e3:.2f} ms "
-                      f"(min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f}) over {len(times)} steps, "
-                      f"{time.perf_counter() - start:.0f} s", file=progress, flush=True)
-        return rows
+        with colocated_load(model, colocated, threads, grid):
+            return _measure(profiler, grid, progress)
     finally:
         torch.set_num_threads(previous)
+
+
+def _measure(profiler: _Profiler, grid: ProfileGrid, progress: TextIO | None) -> list[ProfileRow]:
+    points = grid.points()
+    rows: list[ProfileRow] = []
+    start = time.perf_counter()
+    for i, (kind, n, size) in enumerate(points, 1):
+        measure: Callable[[int, int], tuple[ProfileRow, list[float]]] = getattr(profiler, kind)
+        row, times = measure(n, size)
+        rows.append(row)
+        if progress is not None:
+            label = f"{n} x {size} tokens" if kind == "prefill" else f"batch {n}, context {size}"
+            print(f"[profile] {i}/{len(points)} {kind} {label}: median {row.seconds * 1e3:.2f} ms "
+                  f"(min {min(times) * 1e3:.2f}, max {max(times) * 1e3:.2f}) over {len(times)} steps, "
+                  f"{time.perf_counter() - start:.0f} s", file=progress, flush=True)
+    return rows
 
 
 def _check_writable(path: Path) -> None:
@@ -209,16 +218,17 @@ def _check_writable(path: Path) -> None:
 
 
 def run_profile(model: str, out: str, fit_path: str, *, repeats: int = DEFAULT_REPEATS, threads: int = 1, quick: bool = False,
-                progress: TextIO | None = None) -> FitResult:
+                progress: TextIO | None = None, colocated: int = 0) -> FitResult:
     """What `flotilla profile` does: profile, write the rows to `out` (CSV), fit, write the
     coefficients to `fit_path` (JSON). Output paths are checked before the minutes of measuring."""
     out_path, fit_file = Path(out), Path(fit_path)
     for path in (out_path, fit_file):
         _check_writable(path)
     grid = QUICK_GRID if quick else DEFAULT_GRID
-    rows = profile(model, grid=grid, repeats=repeats, threads=threads, progress=progress)
+    rows = profile(model, grid=grid, repeats=repeats, threads=threads, progress=progress, colocated=colocated)
     source = (f"flotilla profile --model {model}{' --quick' if quick else ''}: torch {torch.__version__} on "
-              f"{platform.machine()} CPU, {threads} thread(s), {repeats} repeats; {len(rows)} rows in {out_path.name}")
+              f"{platform.machine()} CPU, {threads} thread(s), {repeats} repeats, {colocated} co-located engine(s); "
+              f"{len(rows)} rows in {out_path.name}")
     result = fit(rows, source=source)
     try:
         write_rows(out_path, rows)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from benchmarks.fidelity_report import (
+    BatchProbe,
     ScaledLatency,
     ServingOverheads,
     SweepPoint,
@@ -25,9 +28,18 @@ from benchmarks.fidelity_report import (
     verdict,
 )
 from benchmarks.serving_metrics import RequestTimeline, compute_metrics
-from benchmarks.sim_fidelity import main, mean_stretch, parse_args, parse_rates, simulate
+from benchmarks.sim_fidelity import (
+    BackgroundCpu,
+    host_model,
+    main,
+    mean_stretch,
+    parse_args,
+    parse_rates,
+    simulate,
+)
 from benchmarks.workload import WorkloadSpec
 from controlplane.config import ProfileConfig
+from controlplane.runtime.sim.host import HostModel
 from instances.engine.config import EngineConfig
 from instances.latency.distserve import Coefficients, DistServeModel
 from instances.latency.shape import StepShape
@@ -52,6 +64,18 @@ def test_overheads_never_negative() -> None:
     assert o.clamped == ("step_overhead_s", "dispatch_delay_s")
     with pytest.raises(ValueError, match="output_len >= 2"):
         ServingOverheads.measure(MODEL, 100, 1, 0.01, 0.01)
+
+
+def test_per_sequence_overhead_from_the_batch_probe() -> None:
+    o = ServingOverheads.measure(MODEL, 100, 11, one_token_e2e_s=0.008, lone_tpot_s=0.0026055)  # 2 ms per step
+    # 8 at a time on 2 instances: batches of 4; decode at contexts 4 x (101 .. 110): 0.0005 + 4e-6 x 105.5;
+    # 2 stepping instances and 0.5 background cores on 2 cores: rate 0.8
+    b = BatchProbe.measure(MODEL, o, 8, 2, tpot_s=(0.000922 + 0.002 + 4 * 0.0005) / 0.8, host=HostModel(2.0, 0.5))
+    assert (b.rate, b.predicted_decode_s) == (pytest.approx(0.8), pytest.approx(0.000922))
+    assert b.per_seq_s == pytest.approx(0.0005)
+    assert BatchProbe.measure(MODEL, o, 8, 2, tpot_s=0.001, host=HostModel(2.0)).per_seq_s == 0.0  # clamped
+    with pytest.raises(ValueError, match="multiple of the instances"):
+        BatchProbe.measure(MODEL, o, 7, 2, 0.01, HostModel(2.0))
 
 
 def _point(offered: float, achieved: float) -> SweepPoint:
@@ -153,7 +177,23 @@ def test_simulate_uses_the_overheads() -> None:
     # prefill 2 ms, decodes at contexts 101 and 102: 0.601 and 0.602 ms
     assert list(bare.timelines[0].chunk_s) == pytest.approx([0.002, 0.002601, 0.003203])
     assert list(over.timelines[0].chunk_s) == pytest.approx([0.008, 0.009601, 0.011203])
-    assert over.results["serving_overheads"] == {"dispatch_delay_s": 0.005, "step_overhead_s": 0.001}
+    assert over.results["serving_overheads"] == {"dispatch_delay_s": 0.005, "step_overhead_s": 0.001,
+                                                 "step_overhead_per_seq_s": 0.0}
+    # one instance steps (0.601 ms of work each): with 1.5 background cores on 2 cores it gets 0.8
+    hosted = simulate(spec, 2, "default", profile, engine, MODEL, 0, host=HostModel(2.0, 1.5))
+    assert list(hosted.timelines[0].chunk_s) == pytest.approx([0.0025, 0.00325125, 0.00400375])
+    assert hosted.results["host"] == {"cores": 2.0, "background_cores": 1.5}
+
+
+def test_host_model_takes_the_background_cpu_at_the_measured_rate() -> None:
+    # 0.1 cores at no load plus 20 ms per request: the line through the sweep's points
+    sweep = BackgroundCpu(((2.0, 0.14), (4.0, 0.18), (8.0, 0.26)), "capacity sweep")
+    m = SimpleNamespace(background=sweep, rate=25.0)
+    host = host_model(m)
+    assert host.background_cores == pytest.approx(0.6)
+    assert host.cores == os.cpu_count()
+    assert BackgroundCpu(((10.0, 0.5),), "warm-up").cores_at(4.0) == pytest.approx(0.2)  # one point: per request
+    assert BackgroundCpu(((2.0, 0.5), (4.0, 0.1)), "sweep").cores_at(20.0) == 0.0  # never negative
 
 
 def test_flags() -> None:
@@ -163,8 +203,8 @@ def test_flags() -> None:
     with pytest.raises(ValueError, match="> 0"):
         parse_rates("0,10")
     args = parse_args([])
-    assert (args.num_requests, args.rates, args.load, args.length_scale) == (1000, (20.0, 40.0, 80.0, math.inf), 0.7,
-                                                                             0.1)
+    assert (args.num_requests, args.rates, args.load, args.length_scale) == (300, (2.0, 4.0, 8.0, 16.0), 0.7, 0.5)
+    assert (args.max_input_len, args.max_output_len, args.sweep_requests, args.probe_concurrency) == (1024, 256, 100, 8)
     assert args.out == Path("results/sim_fidelity.json") and args.plot == Path("docs/img/sim_fidelity.png")
     quick = parse_args(["--quick", "--num-requests", "50"])
     assert (quick.num_requests, quick.rates, quick.out) == (50, (math.inf,), Path("results/sim_fidelity_quick.json"))
@@ -190,7 +230,13 @@ def test_quick_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["--quick", "--num-requests", "60", "--out", str(out), "--plot", str(plot)]) == 0
     data = json.loads(out.read_text())
     assert data["measured"]["metrics"]["completed"] == 60
-    assert set(data["simulated"]) == {"profile only", "+ overheads", "+ CPU wait"}
+    assert set(data["simulated"]) == {"profile only", "+ overheads", "+ host", "+ CPU wait"}
+    assert data["headline"] == "+ host"
+    background = data["background_cpu"]
+    assert background["source"] == "capacity sweep" and len(background["points"]) == 1
+    assert data["simulated"]["+ host"]["results"]["host"] == background["host"]
+    assert data["simulated"]["+ host"]["results"]["serving_overheads"]["step_overhead_per_seq_s"] == (
+        data["batch_probe"]["per_seq_s"])
     assert all(s["metrics"]["completed"] == 60 for s in data["simulated"].values())
     assert data["capacity_rps"] > 0 and data["rate_rps"] == pytest.approx(0.7 * data["capacity_rps"])
     assert data["simulated"]["+ overheads"]["results"]["serving_overheads"]["step_overhead_s"] == (

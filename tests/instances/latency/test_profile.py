@@ -2,9 +2,13 @@
 
 import csv
 import json
+import multiprocessing
+
+import pytest
 
 from controlplane.cli import main
 from instances.latency import DistServeModel, StepShape, read_rows
+from instances.latency.colocate import colocated_load
 from instances.latency.profile import QUICK_GRID
 from instances.latency.rows import COLUMNS
 
@@ -47,3 +51,20 @@ def test_bad_arguments_and_unknown_model_are_one_line_errors(tmp_path, capsys):
                  "--fit", str(tmp_path / "f.json")]) == 1
     err = capsys.readouterr().err
     assert "unknown model 'no-such-model'" in err and err.count("\n") == 1
+
+
+def test_colocated_profile_runs_helpers_beside_it_and_stops_them(tmp_path, capsys):
+    out, fit_path = tmp_path / "p.csv", tmp_path / "f.json"
+    assert main(["profile", "--quick", "--repeats", "1", "--colocated", "1", "--out", str(out),
+                 "--fit", str(fit_path)]) == 0
+    assert len(read_rows(out)) == len(QUICK_GRID.points())
+    assert "1 co-located engine(s)" in json.loads(fit_path.read_text())["source"]
+    assert multiprocessing.active_children() == []
+    assert main(["profile", "--quick", "--colocated", "-1", "--out", str(out), "--fit", str(fit_path)]) == 2
+    assert "colocated >= 0" in capsys.readouterr().err
+
+
+def test_a_helper_that_cannot_start_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="helper 0 did not start"), colocated_load("no-such-model", 1, 1, QUICK_GRID):
+        pass
+    assert multiprocessing.active_children() == []
