@@ -1,6 +1,8 @@
 """The Ray actor that serves one engine replica.
 
-Verbs (all async; the actor's event loop never runs torch, the step loop's thread does):
+Verbs (all async). The actor's event loop runs the engine's steps inline (`StepLoop(inline=True)`):
+it serves nothing else, and a step thread beside it would fight it for the GIL. A call that arrives
+during a step is answered after it.
 - `start()` -> InstanceStats: begin stepping; answers once the model is loaded.
 - `add_requests(gateway_id, requests)` -> per-request error message or None. Requests are batched by
   the caller, so a burst of arrivals costs one Ray call per instance, not one per request.
@@ -37,7 +39,7 @@ class InstanceActor:
 
     async def start(self) -> InstanceStats:
         if self._loop is None:
-            self._loop = StepLoop(self.replica, self._route)
+            self._loop = StepLoop(self.replica, self._route, inline=True)
             self._task = asyncio.get_running_loop().create_task(self._loop.run())
         return self._loop.stats()
 

@@ -16,10 +16,11 @@ def request(rid: str, n: int = 5) -> EngineRequest:
     return EngineRequest(rid, [10, 11, 12], SamplingParams(max_tokens=n, temperature=0, ignore_eos=True))
 
 
-async def test_runs_requests_and_pushes_their_chunks_in_order():
+@pytest.mark.parametrize("inline", [False, True])
+async def test_runs_requests_and_pushes_their_chunks_in_order(inline):
     replica = Replica.build(ReplicaSpec("i0", "tiny-llama", ENGINE))
     pushed = []
-    loop = StepLoop(replica, pushed.extend)
+    loop = StepLoop(replica, pushed.extend, inline=inline)
     task = asyncio.create_task(loop.run())
     try:
         loop.submit(request("a"))
@@ -39,6 +40,33 @@ async def test_runs_requests_and_pushes_their_chunks_in_order():
     assert [c.finish_reason for c in pushed if c.request_id == "gone"] == [FinishReason.ABORT]
     stats = loop.stats()
     assert stats.running == stats.waiting == 0 and stats.free_blocks == stats.total_blocks
+
+
+async def test_inline_steps_leave_the_loop_free_between_steps():
+    """Inline, a coroutine woken by a step's chunks runs before the next step (as a poll must)."""
+    replica = Replica.build(ReplicaSpec("i0", "tiny-llama", ENGINE))
+    woken = asyncio.Event()
+    seen = []  # (chunks pushed so far, when the waiter ran)
+
+    async def waiter():
+        await woken.wait()
+        seen.append(len(pushed))
+
+    pushed = []
+
+    def on_chunks(chunks):
+        pushed.extend(chunks)
+        woken.set()
+
+    loop = StepLoop(replica, on_chunks, inline=True)
+    waiting = asyncio.create_task(waiter())
+    task = asyncio.create_task(loop.run())
+    try:
+        loop.submit(request("a", 20))
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        task.cancel()
+    assert seen == [1]  # it ran right after the first step, before the second
 
 
 def test_a_request_that_can_never_run_is_refused_at_submit():
