@@ -50,11 +50,11 @@ def fingerprint(sim: Simulation, run) -> dict[str, object]:
 
 CASES = {
     # 6 req/s per instance over 4 instances at a tenth of the lengths: busy, with queues
-    "azure-least-requests": ("azure-conv", dict(rate_scale=4.3, length_scale=0.1), "least-requests", 128),
-    "azure-infaas-preempting": ("azure-conv", dict(rate_scale=4.3, length_scale=0.1), "infaas", 40),
-    "azure-kv-aware": ("azure-conv", dict(rate_scale=4.3, length_scale=0.1), KV_AWARE, 64),
+    "azure-least-requests": ("azure-conv", {"rate_scale": 4.3, "length_scale": 0.1}, "least-requests", 128),
+    "azure-infaas-preempting": ("azure-conv", {"rate_scale": 4.3, "length_scale": 0.1}, "infaas", 40),
+    "azure-kv-aware": ("azure-conv", {"rate_scale": 4.3, "length_scale": 0.1}, KV_AWARE, 64),
     # shared prefixes: the prefix cache is on, decode blocks of equal prompts collide and go private
-    "mooncake-kv-aware": ("mooncake", dict(rate_scale=4.0, length_scale=0.05), KV_AWARE, 400),
+    "mooncake-kv-aware": ("mooncake", {"rate_scale": 4.0, "length_scale": 0.05}, KV_AWARE, 400),
 }
 
 
