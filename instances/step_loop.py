@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from instances.replica import Replica
 from instances.types import EngineRequest, GenerationChunk, InstanceStats
 
-
 _YIELD_ROUNDS = 4
 
 
