@@ -171,14 +171,14 @@ class SimInstance:
         plan = run.plan
         batch = len(plan.seqs)
         step_time = self.latency.step_time
-        overhead = self.step_overhead_s + self.step_overhead_per_seq_s * batch
+        fixed, per_seq = self.step_overhead_s, self.step_overhead_per_seq_s * batch
         durations, ends = run.durations, run.ends
         now = ends[-1] if ends else run.start
         first = len(ends)
         last = min(plan.steps, first + run.chunk)
         run.chunk *= 2
         for context in range(plan.context + first * batch, plan.context + last * batch, batch):
-            d = step_time(StepShape(0, 0, 0, batch, context)) + overhead
+            d = step_time(StepShape(0, 0, 0, batch, context)) + fixed + per_seq  # as `_begin` sums it
             now += d  # the same float sums as stepping one event at a time
             durations.append(d)
             ends.append(now)
