@@ -40,12 +40,14 @@ import os
 import platform
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.cpu_usage import cpu_delta_by_role, session_cpu
 from benchmarks.fidelity_report import (
@@ -246,6 +248,7 @@ class Measured:
     step_waits: dict[int, ThreadWait]  # instance pid -> its step thread
     gateway_wait: ThreadWait  # the gateway's busiest thread (its event loop)
     background: BackgroundCpu  # from the sweep (or the warm-up), not from the measured run
+    gateway_means_s: dict[str, float]  # the gateway's own mean TTFT / TPOT / E2E over the measured run
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,38 @@ class _CpuMeter:
         steps = busiest_threads(self._sched, _thread_schedstats(self.pids))
         cpu = _machine_busy_s() - self._machine - sum(w.cpu_s for w in steps.values())
         return max(0.0, cpu) / (time.perf_counter() - self._t0)
+
+
+_GATEWAY_LATENCIES = ("ttft", "tpot", "e2e")
+
+
+async def gateway_latency_sums(url: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of the gateway's `flotilla_request_{ttft,tpot,e2e}_seconds` histograms, from
+    its `/metrics`: the latencies as the gateway sees them, from a request's arrival at its HTTP
+    handler to the tokens it relays."""
+    def fetch() -> str:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    sums: dict[str, list[float]] = {name: [0.0, 0.0] for name in _GATEWAY_LATENCIES}
+    for family in text_string_to_metric_families(await asyncio.to_thread(fetch)):
+        for name in _GATEWAY_LATENCIES:
+            if family.name == f"flotilla_request_{name}_seconds":
+                for sample in family.samples:
+                    if sample.name.endswith("_sum"):
+                        sums[name][0] += sample.value
+                    elif sample.name.endswith("_count"):
+                        sums[name][1] += sample.value
+    return {name: (v[0], v[1]) for name, v in sums.items()}
+
+
+def mean_deltas(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean of each histogram over the observations between the two readings (0 with none)."""
+    out = {}
+    for name, (total, count) in after.items():
+        d_total, d_count = total - before[name][0], count - before[name][1]
+        out[name] = d_total / d_count if d_count > 0 else 0.0
+    return out
 
 
 async def _lone(url: str, model: str, prompt: int, output: int, n: int, seed: int) -> BenchmarkMetrics:
@@ -344,6 +379,7 @@ async def measure(args: argparse.Namespace, server: ServeProcess, model: Latency
     spec = workload(args, rate, args.num_requests, args.seed)
     _say(f"measured run: {args.num_requests} requests, Poisson {rate:.1f} req/s")
     watched = [*instance_pids, server.pid]
+    gateway_before = await gateway_latency_sums(url)
     cpu_before, client_before = session_cpu(server.pid), time.process_time()
     machine_before, sched_before, t0 = _machine_busy_s(), _thread_schedstats(watched), time.perf_counter()
     result = await run_benchmark(BenchmarkConfig(url, args.model, spec), progress=sys.stderr)
@@ -355,8 +391,9 @@ async def measure(args: argparse.Namespace, server: ServeProcess, model: Latency
     cpu_s["client"] = time.process_time() - client_before
     cpu_s["machine"] = _machine_busy_s() - machine_before
     cpu_s["other"] = max(0.0, cpu_s["machine"] - sum(cpu_s[k] for k in ("gateway", "instances", "ray", "client")))
+    gateway_means = mean_deltas(gateway_before, await gateway_latency_sums(url))
     return Measured(overheads, batch_probe, probe_waits, sweep, cap, rate, result, wall, cpu_s, step_waits, gateway_wait,
-                    background)
+                    background, gateway_means)
 
 
 # ---- step 6: the simulator -----------------------------------------------------------------------
@@ -446,6 +483,7 @@ def payload(args: argparse.Namespace, settings: dict[str, Any], engine: EngineCo
                      "step_threads": {str(pid): {**asdict(w), "stretch": w.stretch} for pid, w in m.step_waits.items()},
                      "step_thread_stretch": mean_stretch(m.step_waits),
                      "gateway_thread": {**asdict(m.gateway_wait), "stretch": m.gateway_wait.stretch},
+                     "gateway_means_s": m.gateway_means_s,
                      "burst_share": burst_share([r.outcome.timeline for r in m.result.records]),
                      "single_burst_share": single_burst_share([r.outcome.timeline for r in m.result.records]),
                      **_latencies([r.outcome.timeline for r in m.result.records])},
@@ -486,6 +524,11 @@ def summary(m: Measured, fitted: FitResult | None, sims: dict[str, Simulated]) -
                  + f"; (CPU + run-queue wait) / CPU of the instances' step threads {mean_stretch(m.step_waits):.2f} "
                  f"(lone-request probe: {mean_stretch(m.probe_waits):.2f}), of the gateway's event loop "
                  f"{m.gateway_wait.stretch:.2f}")
+    met = m.result.metrics
+    gw, sim = m.gateway_means_s, sims[HEADLINE].metrics
+    lines.append(f"means (ms) at the client / at the gateway / simulated '{HEADLINE}': TTFT {met.ttft.mean_ms:.1f} / "
+                 f"{gw['ttft'] * 1e3:.1f} / {sim.ttft.mean_ms:.1f}, TPOT {met.tpot.mean_ms:.2f} / {gw['tpot'] * 1e3:.2f} / "
+                 f"{sim.tpot.mean_ms:.2f}, E2E {met.e2el.mean_ms:.1f} / {gw['e2e'] * 1e3:.1f} / {sim.e2el.mean_ms:.1f}")
     timelines = [r.outcome.timeline for r in m.result.records]
     lines.append(f"measured inter-token gaps under {BURST_GAP_S * 1e3:g} ms (tokens of several steps in one burst): "
                  f"{burst_share(timelines):.0%}; requests whose whole output came in one burst: "

@@ -32,6 +32,7 @@ from benchmarks.sim_fidelity import (
     BackgroundCpu,
     host_model,
     main,
+    mean_deltas,
     mean_stretch,
     parse_args,
     parse_rates,
@@ -76,6 +77,12 @@ def test_per_sequence_overhead_from_the_batch_probe() -> None:
     assert BatchProbe.measure(MODEL, o, 8, 2, tpot_s=0.001, host=HostModel(2.0)).per_seq_s == 0.0  # clamped
     with pytest.raises(ValueError, match="multiple of the instances"):
         BatchProbe.measure(MODEL, o, 7, 2, 0.01, HostModel(2.0))
+
+
+def test_gateway_means_are_over_the_observations_between_two_readings() -> None:
+    before = {"ttft": (1.0, 10.0), "tpot": (0.5, 10.0), "e2e": (2.0, 10.0)}
+    after = {"ttft": (1.6, 30.0), "tpot": (0.5, 10.0), "e2e": (6.0, 30.0)}
+    assert mean_deltas(before, after) == {"ttft": pytest.approx(0.03), "tpot": 0.0, "e2e": pytest.approx(0.2)}
 
 
 def _point(offered: float, achieved: float) -> SweepPoint:
@@ -242,5 +249,7 @@ def test_quick_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert data["simulated"]["+ overheads"]["results"]["serving_overheads"]["step_overhead_s"] == (
         data["serving_overheads"]["step_overhead_s"])
     assert data["engine"]["max_num_seqs"] == 64 and data["settings"]["instances"] == 2
+    gateway = data["measured"]["gateway_means_s"]
+    assert 0 < gateway["ttft"] <= gateway["e2e"]  # the gateway saw the 60 measured requests
     assert Path(tmp_path / "fidelity_profile.json").exists() and plot.stat().st_size > 0
     assert "| TTFT P50 |" in capsys.readouterr().out
