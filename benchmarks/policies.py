@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks.serving_metrics import SLO
 from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, Outcome, run_experiment
-from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, table
+from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, save_figure, table
 from controlplane.scheduling.policies import BASELINE_POLICIES
 
 SLO_TARGET = SLO(ttft_ms=2000, tpot_ms=100)
@@ -81,10 +81,7 @@ def plot_attainment(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("SLO attainment (%)")
         ax.grid(True, alpha=0.3)
     axes[0].legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

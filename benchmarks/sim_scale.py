@@ -22,7 +22,7 @@ from pathlib import Path
 
 from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, run_experiment
-from controlplane.runtime.sim.report import ProgressBar, pyplot
+from controlplane.runtime.sim.report import ProgressBar, pyplot, save_figure
 
 FULL = ((16, 6_250), (64, 25_000), (256, 25_000), (256, 100_000))
 QUICK = ((4, 400), (16, 1_600))
@@ -83,10 +83,7 @@ def plot(points: list[dict[str, float]], path: Path) -> None:
     ax.set_ylabel("wall time (s)")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(plt, fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

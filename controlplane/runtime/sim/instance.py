@@ -24,8 +24,9 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from controlplane.runtime.local import view_of
+from controlplane.runtime.sim.host import WorkClock
 from controlplane.runtime.sim.recorder import Recorder
-from controlplane.runtime.sim.views import DecodeRunView, SimClock
+from controlplane.runtime.sim.views import DecodeRunView
 from controlplane.scheduling.types import InstanceView
 from instances.engine.config import EngineConfig
 from instances.engine.decode_run import DecodeRun
@@ -63,15 +64,15 @@ class _Run:
 
 
 class SimInstance:
-    """One simulated engine replica. Single-threaded; driven by the simulation loop, whose `clock`
-    it reads and whose `recorder` gets the tokens of decode runs' steps."""
+    """One simulated engine replica. Single-threaded; driven by the simulation loop, whose
+    `WorkClock` (`clock`) it reads and whose `recorder` gets the tokens of decode runs' steps."""
 
     def __init__(
         self,
         instance_id: str,
         config: EngineConfig,
         latency: LatencyModel,
-        clock: SimClock,
+        clock: WorkClock,
         recorder: Recorder,
         step_overhead_s: float = 0.0,
         max_run_steps: int = 1,
@@ -106,7 +107,7 @@ class SimInstance:
         instance's new end of work) is returned; otherwise None."""
         end = None
         if self._run is not None:
-            end = self._cut(bisect_right(self._run.ends, self.clock.now))
+            end = self._cut(bisect_right(self._run.ends, self.clock.work))
         self.engine.add_request(req)
         self.view = view_of(self.engine.stats())
         return end

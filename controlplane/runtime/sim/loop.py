@@ -30,7 +30,6 @@ from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.host import WorkClock
 from controlplane.runtime.sim.instance import SimInstance
 from controlplane.runtime.sim.recorder import Recorder
-from controlplane.runtime.sim.views import SimClock
 from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.scheduling.framework import SchedulingFramework
 from controlplane.scheduling.registry import build_profile
@@ -70,13 +69,12 @@ class Simulation:
         if not workload.shares_prefixes and engine.enable_prefix_caching:
             engine = replace(engine, enable_prefix_caching=False)
         self.engine = engine
-        self.clock = SimClock()
         self.work = WorkClock(config.host)
         self.recorder = Recorder()
         # on a shared host a run's step ends depend on the other instances: every step is an event
         max_run_steps = 1 if config.host is not None else config.max_run_steps
         self.instances = [
-            SimInstance(f"sim-{k:04d}", engine, config.latency, self.clock, self.recorder,
+            SimInstance(f"sim-{k:04d}", engine, config.latency, self.work, self.recorder,
                         config.step_overhead_s, max_run_steps, config.step_overhead_per_seq_s)
             for k in range(config.instances)
         ]
@@ -98,7 +96,7 @@ class Simulation:
         ends = self._ends
         current = self._current
         instances = self.instances
-        clock, work = self.clock, self.work
+        work = self.work
         delay = self.config.dispatch_delay_s
         now = 0.0
         events = 0
@@ -109,7 +107,7 @@ class Simulation:
                 end, seq, k = heapq.heappop(ends)
                 if seq != current[k]:
                     continue  # that work was cut short and rescheduled
-                clock.now = now = work.arrive_at_work(end)
+                now = work.arrive_at_work(end)
                 inst = instances[k]
                 end = inst.extend_run()
                 if end is not None:
@@ -122,7 +120,6 @@ class Simulation:
             else:
                 now = requests[next_arrival].arrival_s + delay
                 work.advance(now)
-                clock.now = now
                 self._arrive(next_arrival, now)
                 next_arrival += 1
             events += 1

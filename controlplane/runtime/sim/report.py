@@ -81,6 +81,11 @@ def plot_cdfs(runs: Mapping[str, Sequence[RequestTimeline]], path: Path, title: 
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()
     fig.suptitle(title)
+    save_figure(plt, fig, path)
+
+
+def save_figure(plt: Any, fig: Any, path: Path) -> None:
+    """Lay out `fig`, write it to `path` as a PNG (creating the directory) and close it."""
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

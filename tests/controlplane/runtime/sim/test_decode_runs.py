@@ -13,7 +13,8 @@ from benchmarks.workload import WorkloadSpec, build_workload
 from controlplane.config import ProfileConfig
 from controlplane.runtime.local import view_of
 from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
-from controlplane.runtime.sim.views import DecodeRunView, SimClock
+from controlplane.runtime.sim.host import WorkClock
+from controlplane.runtime.sim.views import DecodeRunView
 from controlplane.scheduling.policies import policy_profile
 from controlplane.scheduling.types import InstanceView
 from instances.engine.config import EngineConfig
@@ -90,11 +91,11 @@ def test_run_view_equals_the_stepped_view_at_every_instant() -> None:
     plan = e.plan_decode_run(64, TOKEN)
     assert plan is not None and plan.steps == 11  # r1 finishes at its 11th decode
     ends = [0.5 + 0.1 * s for s in range(1, plan.steps + 1)]
-    clock = SimClock()
+    clock = WorkClock(None)
     view = DecodeRunView(view_of(e.stats()), plan, ends, clock)
     for j in range(plan.steps):
         for now in (ends[j - 1] if j else 0.5, (ends[j - 1] if j else 0.5) + 0.05):
-            clock.now = now
+            clock.advance(now)
             assert as_dict(view) == as_dict(view_of(stepped.stats()))
         stepped.step()
 
