@@ -21,6 +21,7 @@ from instances.config import ModelConfig
 from instances.engine.config import EngineConfig
 from instances.models.loader import load_frontend
 from instances.replica import ReplicaSpec
+from instances.step_trace import trace_path
 
 
 def progress(message: str) -> None:
@@ -45,11 +46,13 @@ def engine_config(config: FlotillaConfig, model: ModelConfig) -> EngineConfig:
 async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> Cluster:
     """Start `cluster.instances` replicas on the configured runtime."""
     n, spec = config.cluster.instances, config.model.name_or_path
+    trace_dir = config.cluster.step_trace_dir
     if config.cluster.runtime == "local":
-        return await LocalCluster.create(spec, n, engine, dtype=config.model.dtype)
+        return await LocalCluster.create(spec, n, engine, dtype=config.model.dtype, step_trace_dir=trace_dir)
     specs = [
         ReplicaSpec(instance_id=f"instance-{i}", model=spec, engine=engine, dtype=config.model.dtype,
-                    torch_threads=max(1, int(config.cluster.num_cpus_per_instance)))
+                    torch_threads=max(1, int(config.cluster.num_cpus_per_instance)),
+                    step_trace=trace_path(trace_dir, f"instance-{i}"))
         for i in range(n)
     ]
     return await RayCluster.start(

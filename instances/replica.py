@@ -14,6 +14,7 @@ from instances.engine.engine import Engine
 from instances.engine.executor import ModelRunner
 from instances.engine.output import OutputProcessor
 from instances.models.loader import LoadedModel, load_model
+from instances.step_trace import StepTrace
 from instances.types import EngineRequest, GenerationChunk, InstanceStats
 
 
@@ -26,6 +27,7 @@ class ReplicaSpec:
     engine: EngineConfig
     dtype: str = "float32"
     torch_threads: int = 1
+    step_trace: str | None = None  # a CSV file to append a line per step to (instances/step_trace.py)
 
 
 class Replica:
@@ -43,6 +45,8 @@ class Replica:
         runner = ModelRunner(loaded.model, spec.engine)
         engine = Engine(spec.engine, runner, instance_id=spec.instance_id,
                         eos_token_ids=loaded.tokenizer.eos_token_ids)
+        if spec.step_trace is not None:
+            engine.on_step = StepTrace(spec.step_trace).record
         return cls(engine, OutputProcessor(loaded.tokenizer.backend))
 
     def add(self, req: EngineRequest) -> None:

@@ -22,6 +22,7 @@ from instances.engine.config import EngineConfig
 from instances.models.loader import LoadedModel, load_model
 from instances.replica import Replica, ReplicaSpec
 from instances.step_loop import StepLoop
+from instances.step_trace import trace_path
 from instances.types import EngineRequest, GenerationChunk, InstanceStats
 
 
@@ -67,14 +68,16 @@ class LocalCluster:
     @classmethod
     async def create(
         cls, model: str, num_instances: int, engine: EngineConfig, *, dtype: str = "float32",
-        loaded: LoadedModel | None = None,
+        loaded: LoadedModel | None = None, step_trace_dir: str | None = None,
     ) -> LocalCluster:
-        """Load `model` once in `dtype` (unless `loaded` is given) and start `num_instances` replicas."""
+        """Load `model` once in `dtype` (unless `loaded` is given) and start `num_instances` replicas
+        (each writing a step trace into `step_trace_dir` if given)."""
         loaded = loaded or await asyncio.to_thread(load_model, model, getattr(torch, dtype))
         router = StreamRouter()
         loops = {}
         for i in range(num_instances):
-            spec = ReplicaSpec(instance_id=f"instance-{i}", model=model, engine=engine)
+            spec = ReplicaSpec(instance_id=f"instance-{i}", model=model, engine=engine,
+                               step_trace=trace_path(step_trace_dir, f"instance-{i}"))
             replica = Replica.build(spec, loaded)
             loops[spec.instance_id] = StepLoop(replica, router.deliver)
         return cls(loaded, loops, router)

@@ -39,6 +39,8 @@ class Engine:
         self._steps = 0
         self._last_step_time = 0.0
         self._aborted: list[RequestDelta] = []
+        # called after each executed step of `step()` with its batch and measured time (a step trace)
+        self.on_step: Callable[[ScheduledBatch, float], None] | None = None
 
     def check(self, req: EngineRequest) -> None:
         """Raise ValueError (message for the user) if `req` can never run here. Mutates nothing."""
@@ -87,7 +89,10 @@ class Engine:
             return self.finish_step(batch, {})
         t0 = self.clock()
         sampled = self.executor.execute(batch)
-        return self.finish_step(batch, sampled, self.clock() - t0)
+        out = self.finish_step(batch, sampled, self.clock() - t0)
+        if self.on_step is not None:
+            self.on_step(batch, self._last_step_time)
+        return out
 
     def begin_step(self) -> ScheduledBatch:
         """First half of `step()`: choose the batch (allocating its blocks). A runtime that times
