@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from benchmarks.serving_metrics import SLO
 from controlplane.config import ProfileConfig
 from controlplane.runtime.sim.host import HostModel
+from controlplane.runtime.sim.noise import StepNoise
 from instances.engine.config import EngineConfig
 from instances.latency.base import LatencyModel
 
@@ -25,8 +26,14 @@ class SimConfig:
     - `dispatch_delay_s`: a fixed delay between a request's arrival and its placement on an
       instance (HTTP, the gateway's request path, the call to the instance). A fixed delay on the
       tokens' way back gives the same latencies, so measure the round trip and put it here.
+      `dispatch_delays_s`, when not empty, replaces it with a distribution: each request's delay
+      is drawn from these samples (`benchmarks/sim_fidelity.py` measures them on a calibration run).
     - `step_overhead_s`: added to every step's latency-model time (what a serving instance does per
       step besides `Engine.step`: its step loop, detokenization, pushing chunks and stats out).
+
+    `host` (`host.HostModel`) puts the instances on one machine's CPUs; `noise` (`noise.StepNoise`)
+    replays a served cluster's measured step-time deviations. With either, every step is an event
+    (no decode runs, `max_run_steps` is ignored).
     """
 
     instances: int
@@ -37,9 +44,11 @@ class SimConfig:
     seed: int = 0
     slo: SLO | None = None
     dispatch_delay_s: float = 0.0
+    dispatch_delays_s: tuple[float, ...] = ()
     step_overhead_s: float = 0.0
     step_overhead_per_seq_s: float = 0.0
     host: HostModel | None = None
+    noise: StepNoise | None = None
     max_run_steps: int = 256
 
     def __post_init__(self) -> None:
@@ -53,3 +62,7 @@ class SimConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.dispatch_delays_s and self.dispatch_delay_s:
+            raise ValueError("give dispatch_delay_s or dispatch_delays_s, not both")
+        if not all(math.isfinite(v) and v >= 0 for v in self.dispatch_delays_s):
+            raise ValueError("every dispatch_delays_s sample must be a finite number >= 0")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from controlplane.runtime.local import view_of
 from controlplane.runtime.sim.host import WorkClock
+from controlplane.runtime.sim.noise import NoisePlayer
 from controlplane.runtime.sim.recorder import Recorder
 from controlplane.runtime.sim.views import DecodeRunView
 from controlplane.scheduling.types import InstanceView
@@ -77,6 +78,7 @@ class SimInstance:
         step_overhead_s: float = 0.0,
         max_run_steps: int = 1,
         step_overhead_per_seq_s: float = 0.0,
+        noise: NoisePlayer | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.executor = SimExecutor()
@@ -87,6 +89,7 @@ class SimInstance:
         self.step_overhead_s = step_overhead_s  # added to every step (SimConfig.step_overhead_s)
         self.step_overhead_per_seq_s = step_overhead_per_seq_s  # and per scheduled sequence
         self.max_run_steps = max_run_steps  # 1: no decode runs, every step is an event
+        self.noise = noise  # measured step-time noise replayed (every step an event then)
         self._batch: ScheduledBatch | None = None
         self._run: _Run | None = None
         self._step_time = 0.0
@@ -158,8 +161,11 @@ class SimInstance:
 
     def _begin(self, batch: ScheduledBatch) -> None:
         self._batch = batch
-        self._step_time = (self.latency.step_time(StepShape.of(batch)) + self.step_overhead_s
-                           + self.step_overhead_per_seq_s * len(batch.seqs))
+        model_s = self.latency.step_time(StepShape.of(batch))
+        if self.noise is not None:
+            stretch, gap = self.noise.next()
+            model_s = model_s * stretch + gap
+        self._step_time = model_s + self.step_overhead_s + self.step_overhead_per_seq_s * len(batch.seqs)
         self.busy_s += self._step_time
 
     def _start_run(self, plan: DecodeRun, now: float) -> float:

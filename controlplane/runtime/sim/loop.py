@@ -12,10 +12,13 @@ the results are identical.
 
 An arrival is placed by the real scheduling framework over the instances' current views (built
 from the real engine's `stats()`), then queued on that instance; an idle instance starts a step
-at once (or, in a decode run, cuts it at the step in progress). With `SimConfig.dispatch_delay_s` the placement happens that long after the arrival
-(latencies still count from the arrival). A step end applies the samples, records the tokens at
-that instant and starts the next step. Nothing reads the wall clock; the only randomness is the
-pickers' `random.Random(seed)`.
+at once (or, in a decode run, cuts it at the step in progress). With `SimConfig.dispatch_delay_s`
+the placement happens that long after the arrival, or with `dispatch_delays_s` after a delay drawn
+for each request, so placements may come in another order than arrivals (latencies still count
+from the arrival). A step end applies the samples, records the tokens at
+that instant and starts the next step. Nothing reads the wall clock; the randomness is the
+pickers' `random.Random(seed)` and, when configured, dispatch delays and step noise drawn from
+generators seeded from the same seed.
 """
 
 from __future__ import annotations
@@ -71,11 +74,15 @@ class Simulation:
         self.engine = engine
         self.work = WorkClock(config.host)
         self.recorder = Recorder()
-        # on a shared host a run's step ends depend on the other instances: every step is an event
-        max_run_steps = 1 if config.host is not None else config.max_run_steps
+        # on a shared host a run's step ends depend on the other instances, and replayed noise
+        # differs from step to step: every step is an event
+        stepwise = config.host is not None or config.noise is not None
+        max_run_steps = 1 if stepwise else config.max_run_steps
+        players = ([None] * config.instances if config.noise is None
+                   else config.noise.players(config.instances, config.seed))
         self.instances = [
             SimInstance(f"sim-{k:04d}", engine, config.latency, self.work, self.recorder,
-                        config.step_overhead_s, max_run_steps, config.step_overhead_per_seq_s)
+                        config.step_overhead_s, max_run_steps, config.step_overhead_per_seq_s, players[k])
             for k in range(config.instances)
         ]
         self.framework = SchedulingFramework({config.policy: build_profile(config.policy, config.profile)})
@@ -97,13 +104,12 @@ class Simulation:
         current = self._current
         instances = self.instances
         work = self.work
-        delay = self.config.dispatch_delay_s
+        placements = self._placements()
         now = 0.0
         events = 0
         next_arrival = 0
         while next_arrival < total or ends:
-            if ends and (next_arrival >= total
-                         or work.time_of(ends[0][0]) <= requests[next_arrival].arrival_s + delay):
+            if ends and (next_arrival >= total or work.time_of(ends[0][0]) <= placements[next_arrival][0]):
                 end, seq, k = heapq.heappop(ends)
                 if seq != current[k]:
                     continue  # that work was cut short and rescheduled
@@ -118,9 +124,9 @@ class Simulation:
                     if not inst.busy:
                         work.set_stepping(work.stepping - 1)
             else:
-                now = requests[next_arrival].arrival_s + delay
+                now, index = placements[next_arrival]
                 work.advance(now)
-                self._arrive(next_arrival, now)
+                self._arrive(index, now)
                 next_arrival += 1
             events += 1
             if progress is not None and events % _PROGRESS_EVERY == 0:
@@ -128,6 +134,18 @@ class Simulation:
         if progress is not None:
             progress(self.recorder.finished, total, now)
         return SimRun(self.recorder, instances, self.engine, now, events)
+
+    def _placements(self) -> list[tuple[float, int]]:
+        """(placement time, request index) of every request in placement order: its arrival plus
+        the fixed `dispatch_delay_s`, or plus a delay drawn from `dispatch_delays_s` (uniformly,
+        with a `random.Random` of its own seeded from the config's seed)."""
+        requests = self.workload.requests
+        samples = self.config.dispatch_delays_s
+        if not samples:
+            delay = self.config.dispatch_delay_s
+            return [(r.arrival_s + delay, i) for i, r in enumerate(requests)]
+        rng = random.Random(f"dispatch-delay:{self.config.seed}")
+        return sorted((r.arrival_s + rng.choice(samples), i) for i, r in enumerate(requests))
 
     def _start(self, k: int) -> None:
         end = self.instances[k].start(self.work.work)

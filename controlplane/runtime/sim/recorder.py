@@ -58,7 +58,8 @@ class Recorder:
             live.output_tokens += len(ends)
 
     def timelines(self) -> list[RequestTimeline]:
-        """One timeline per sent request, in the order they were sent."""
+        """One timeline per sent request, in the order they were placed (the arrival order, unless
+        `SimConfig.dispatch_delays_s` gives requests different delays)."""
         return [
             RequestTimeline(
                 prompt_len=r.prompt_len,

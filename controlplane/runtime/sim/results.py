@@ -81,5 +81,6 @@ def results(
             "step_overhead_per_seq_s": config.step_overhead_per_seq_s,
         },
         "host": None if config.host is None else asdict(config.host),
+        "step_noise": None if config.noise is None else config.noise.describe(),
         "workload": workload,
     }
