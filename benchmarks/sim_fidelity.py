@@ -14,16 +14,20 @@ In one run:
 5. the measured run: `--num-requests` requests of the scaled Azure conversation trace, Poisson at
    that rate, through `benchmarks.loadgen` (streaming, `ignore_eos`, outputs of the trace's length),
    with the CPU time of the server's processes, of this client and of the whole machine, and the
-   run-queue wait of each instance's step thread (`/proc/.../schedstat`);
+   run-queue wait of each instance's step thread (`/proc/.../schedstat`); a calibration run of the
+   same size, rate and trace with another seed goes just before it and another just after
+   (`fidelity_calibration`); the instances write step traces (`cluster.step_trace_dir`) throughout;
 6. the same `WorkloadSpec` in the simulator with the same instance count, engine sizes
    (the serving config's, `--set` included) and scheduling profile (`gateway.default_profile`):
-   "profile only" (the fitted step times alone); "+ overheads" (with the measured serving
-   overheads); "+ host" (the headline: also a `HostModel` of this machine, its CPUs shared by the
-   instances' steps and the background CPU of the serving path, which is the CPU per request the
-   capacity sweep (or, with `--rate`, the warm-up) spent outside the instances' step threads, at
-   the measured run's rate); and "+ CPU wait", a diagnostic that stretches every engine step by
-   the step threads' measured (CPU + run-queue wait) / CPU of this very run (an attribution of
-   the error, not a prediction);
+   "calibrated" (the headline: the fitted step times with the step noise the instances' step traces
+   recorded during the calibration runs, and the dispatch delays the calibration runs' TTFT still
+   needed; nothing from the measured run), and for comparison "profile only" (the fitted step times
+   alone); "+ overheads" (with the serving overheads of lone requests); "+ host" (also a
+   `HostModel` of this machine, its CPUs shared by the instances' steps and the background CPU of
+   the serving path, which is the CPU per request the capacity sweep (or, with `--rate`, the
+   warm-up) spent outside the instances' step threads, at the measured run's rate); and
+   "+ CPU wait", a diagnostic that stretches every engine step by the step threads' measured
+   (CPU + run-queue wait) / CPU of this very run (an attribution of the error, not a prediction);
 7. a Markdown table on stdout, `--out` (JSON) and `--plot` (TTFT and TPOT CDFs).
 Progress goes to stderr. Exit status: 0 when every measured request succeeded, 1 otherwise, 2 for a
 bad flag or config.
@@ -50,6 +54,7 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.cpu_usage import cpu_delta_by_role, session_cpu
+from benchmarks.fidelity_calibration import Calibration, window_traces
 from benchmarks.fidelity_report import (
     BURST_GAP_S,
     TOLERANCE,
@@ -77,6 +82,7 @@ from controlplane.errors import ConfigError
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.host import HostModel
 from controlplane.runtime.sim.loop import Simulation
+from controlplane.runtime.sim.noise import StepNoise
 from controlplane.runtime.sim.results import results, run_metrics
 from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.serve import engine_config
@@ -87,7 +93,8 @@ from instances.latency.profile import DEFAULT_GRID, DEFAULT_REPEATS, QUICK_GRID,
 from instances.latency.rows import write_rows
 from instances.models.loader import load_frontend
 
-HEADLINE = "+ host"
+NOISE = "calibrated"
+HEADLINE = NOISE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -249,6 +256,9 @@ class Measured:
     gateway_wait: ThreadWait  # the gateway's busiest thread (its event loop)
     background: BackgroundCpu  # from the sweep (or the warm-up), not from the measured run
     gateway_means_s: dict[str, float]  # the gateway's own mean TTFT / TPOT / E2E over the measured run
+    sweep_results: list[BenchmarkResult]  # each sweep point's requests, in order
+    windows: dict[str, tuple[float, float]]  # wall-clock (time.time()) start and end of each phase
+    calibration: tuple[BenchmarkResult, BenchmarkResult]  # before and after: same trace and rate, other seeds
 
 
 @dataclass(frozen=True)
@@ -359,6 +369,8 @@ async def measure(args: argparse.Namespace, server: ServeProcess, model: Latency
     _say(f"batch TPOT {batch_probe.tpot_s * 1e3:.3f} ms with {probe_host.background_cores:.2f} background cores "
          f"-> {batch_probe.per_seq_s * 1e3:.3f} ms per sequence per step")
     sweep: list[SweepPoint] = []
+    sweep_results: list[BenchmarkResult] = []
+    windows: dict[str, tuple[float, float]] = {}
     cap = None
     rate = args.rate
     if rate is None:
@@ -366,24 +378,38 @@ async def measure(args: argparse.Namespace, server: ServeProcess, model: Latency
         for offered in args.rates:
             _say(f"capacity sweep: {args.sweep_requests} requests at {offered:g} req/s")
             meter.start()
+            t_start = time.time()
             res = await run_benchmark(BenchmarkConfig(url, args.model, workload(args, offered, args.sweep_requests,
                                                                                 args.seed + 4)))
+            windows[f"sweep {offered:g}"] = (t_start, time.time())
             points.append((res.metrics.request_throughput, meter.stop()))
             sweep.append(SweepPoint.of(offered, res.metrics))
+            sweep_results.append(res)
             _say(f"  -> {res.metrics.request_throughput:.1f} req/s completed, median TTFT "
                  f"{res.metrics.ttft.median_ms:.1f} ms, TPOT {res.metrics.tpot.median_ms:.2f} ms")
         background = BackgroundCpu(tuple(points), "capacity sweep")
         cap = capacity(sweep)
         rate = args.load * cap
         _say(f"capacity {cap:.1f} req/s; measured run at {args.load:.0%} of it: {rate:.1f} req/s")
+    async def calibration_run(seed: int, name: str) -> BenchmarkResult:
+        _say(f"{name}: {args.num_requests} requests, Poisson {rate:.1f} req/s (seed {seed})")
+        start = time.time()
+        res = await run_benchmark(BenchmarkConfig(url, args.model, workload(args, rate, args.num_requests, seed)),
+                                  progress=sys.stderr)
+        windows[name] = (start, time.time())
+        return res
+
+    before = await calibration_run(args.seed + 6, "calibration before")
     spec = workload(args, rate, args.num_requests, args.seed)
     _say(f"measured run: {args.num_requests} requests, Poisson {rate:.1f} req/s")
     watched = [*instance_pids, server.pid]
     gateway_before = await gateway_latency_sums(url)
     cpu_before, client_before = session_cpu(server.pid), time.process_time()
     machine_before, sched_before, t0 = _machine_busy_s(), _thread_schedstats(watched), time.perf_counter()
+    t_start = time.time()
     result = await run_benchmark(BenchmarkConfig(url, args.model, spec), progress=sys.stderr)
     wall = time.perf_counter() - t0
+    windows["measured"] = (t_start, time.time())
     waits = busiest_threads(sched_before, _thread_schedstats(watched))
     gateway_wait = waits.pop(server.pid, ThreadWait(0.0, 0.0))
     step_waits = waits
@@ -392,8 +418,14 @@ async def measure(args: argparse.Namespace, server: ServeProcess, model: Latency
     cpu_s["machine"] = _machine_busy_s() - machine_before
     cpu_s["other"] = max(0.0, cpu_s["machine"] - sum(cpu_s[k] for k in ("gateway", "instances", "ray", "client")))
     gateway_means = mean_deltas(gateway_before, await gateway_latency_sums(url))
+    calibration = (before, await calibration_run(args.seed + 7, "calibration after"))
     return Measured(overheads, batch_probe, probe_waits, sweep, cap, rate, result, wall, cpu_s, step_waits, gateway_wait,
-                    background, gateway_means)
+                    background, gateway_means, sweep_results, windows, calibration)
+
+
+def step_trace_dir(args: argparse.Namespace) -> Path:
+    """Where the served instances write their step traces (next to `--out`)."""
+    return args.out.with_name(args.out.stem + "_steps")
 
 
 # ---- step 6: the simulator -----------------------------------------------------------------------
@@ -407,11 +439,13 @@ class Simulated:
 def simulate(spec: WorkloadSpec, instances: int, policy: str, profile_config: ProfileConfig, engine: EngineConfig,
              latency: LatencyModel, seed: int, dispatch_delay_s: float = 0.0,
              step_overhead_s: float = 0.0, host: HostModel | None = None,
-             step_overhead_per_seq_s: float = 0.0) -> Simulated:
+             step_overhead_per_seq_s: float = 0.0, noise: StepNoise | None = None,
+             dispatch_delays_s: tuple[float, ...] = ()) -> Simulated:
     """Simulate `spec` on `instances` engines of `engine` sizes placed by `profile_config`."""
     config = SimConfig(instances=instances, policy=policy, profile=profile_config, engine=engine, latency=latency,
                        seed=seed, dispatch_delay_s=dispatch_delay_s, step_overhead_s=step_overhead_s, host=host,
-                       step_overhead_per_seq_s=step_overhead_per_seq_s)
+                       step_overhead_per_seq_s=step_overhead_per_seq_s, noise=noise,
+                       dispatch_delays_s=dispatch_delays_s)
     run = Simulation(config, SimWorkload(build_workload(spec), seed=spec.seed, vocab=spec.vocab)).run()
     return Simulated(run_metrics(config, run), run.recorder.timelines(), results(config, run, spec.describe()))
 
@@ -422,8 +456,23 @@ def mean_stretch(waits: dict[int, ThreadWait]) -> float:
     return (cpu + sum(w.wait_s for w in waits.values())) / cpu if cpu > 0 else 1.0
 
 
+def calibrate(args: argparse.Namespace, config: FlotillaConfig, engine: EngineConfig, model: LatencyModel,
+              m: Measured) -> Calibration:
+    """Step noise and dispatch delays from the calibration run (`fidelity_calibration`)."""
+    policy = config.gateway.default_profile
+    profile_config = config.scheduling.profiles[policy]
+
+    def run(noise: StepNoise) -> list[list[RequestTimeline]]:
+        return [simulate(c.config.workload, args.instances, policy, profile_config, engine, model, args.seed,
+                         m.overheads.dispatch_delay_s, noise=noise).timelines for c in m.calibration]
+
+    traces = window_traces(step_trace_dir(args), m.windows["calibration before"], m.windows["calibration after"])
+    return Calibration.measure(traces, model, m.overheads.dispatch_delay_s,
+                               [[r.outcome.timeline for r in c.records] for c in m.calibration], run)
+
+
 def variants(args: argparse.Namespace, config: FlotillaConfig, engine: EngineConfig, model: LatencyModel,
-             m: Measured) -> dict[str, Simulated]:
+             m: Measured, cal: Calibration) -> dict[str, Simulated]:
     policy = config.gateway.default_profile
     profile_config = config.scheduling.profiles[policy]
     spec = m.result.config.workload
@@ -437,8 +486,10 @@ def variants(args: argparse.Namespace, config: FlotillaConfig, engine: EngineCon
     return {
         "profile only": run(model, False),
         "+ overheads": run(model, True),
-        HEADLINE: run(model, True, host_model(m)),
+        "+ host": run(model, True, host_model(m)),
         "+ CPU wait": run(ScaledLatency(model, mean_stretch(m.step_waits)), True),
+        NOISE: simulate(spec, args.instances, policy, profile_config, engine, model, args.seed,
+                        noise=cal.noise, dispatch_delays_s=cal.dispatch_delays_s),
     }
 
 
@@ -460,7 +511,8 @@ def _json_rate(rate: float) -> float | str:
 
 
 def payload(args: argparse.Namespace, settings: dict[str, Any], engine: EngineConfig, model: DistServeModel,
-            fitted: FitResult | None, m: Measured, sims: dict[str, Simulated]) -> dict[str, Any]:
+            fitted: FitResult | None, m: Measured, sims: dict[str, Simulated],
+            cal: Calibration) -> dict[str, Any]:
     wall = m.wall_s
     comparisons = {name: [{**asdict(c), "rel_error": c.rel_error, "checked": c.checked, "within": c.within}
                           for c in compare(m.result.metrics, s.metrics)] for name, s in sims.items()}
@@ -475,6 +527,11 @@ def payload(args: argparse.Namespace, settings: dict[str, Any], engine: EngineCo
         "probe_step_thread_stretch": mean_stretch(m.probe_waits),
         "background_cpu": {**asdict(m.background), "host": asdict(host_model(m))},
         "sweep": [{**asdict(p), "offered_rps": _json_rate(p.offered_rps)} for p in m.sweep],
+        "windows": m.windows,
+        "calibration": {"runs": [{"workload": c.config.workload.describe(), "metrics": asdict(c.metrics)}
+                                 for c in m.calibration], **cal.describe()},
+        "sweep_requests": [{"workload": r.config.workload.describe(),
+                            **_latencies([x.outcome.timeline for x in r.records])} for r in m.sweep_results],
         "capacity_rps": m.capacity_rps,
         "rate_rps": m.rate,
         "workload": m.result.config.workload.describe(),
@@ -497,7 +554,7 @@ def payload(args: argparse.Namespace, settings: dict[str, Any], engine: EngineCo
     }
 
 
-def summary(m: Measured, fitted: FitResult | None, sims: dict[str, Simulated]) -> str:
+def summary(m: Measured, fitted: FitResult | None, sims: dict[str, Simulated], cal: Calibration) -> str:
     """The text printed before the table: sweep, overheads, CPU."""
     lines = []
     if m.sweep:
@@ -537,6 +594,13 @@ def summary(m: Measured, fitted: FitResult | None, sims: dict[str, Simulated]) -
     points = ", ".join(f"{c:.2f} at {r:.1f} req/s" for r, c in m.background.points)
     lines.append(f"host model: {host.cores:g} cores, background {host.background_cores:.2f} cores at {m.rate:.1f} "
                  f"req/s (CPU outside the step threads, {m.background.source}: {points})")
+    c = cal.describe()
+    noise, delay = c["step_noise"], c["dispatch_delay_ms"]
+    lines.append(f"calibration runs (before and after, {sum(c.metrics.completed for c in m.calibration)} requests, same "
+                 f"rate, other seeds): step noise "
+                 f"over {noise['steps']} steps, mean stretch {noise['mean_stretch']:.2f} x the profile, mean gap "
+                 f"{noise['mean_gap_s'] * 1e3:.2f} ms; dispatch delays P10/P50/P90 {delay['p10']:.1f} / "
+                 f"{delay['p50']:.1f} / {delay['p90']:.1f} ms")
     busy = {name: s.results["busy_fraction"] for name, s in sims.items()}
     lines.append("simulated busy fraction: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items()))
     return "\n".join(lines)
@@ -565,22 +629,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     model, fitted = latency_model(args, threads)
     _say(f"starting flotilla serve --model {args.model} --instances {args.instances} {' '.join(args.set)}")
-    serve_args = ["--model", args.model, "--instances", str(args.instances)]
+    serve_args = ["--model", args.model, "--instances", str(args.instances),
+                  "--set", f"cluster.step_trace_dir={step_trace_dir(args)}"]
+    for old in step_trace_dir(args).glob("*.csv"):
+        old.unlink()
     for item in args.set:
         serve_args += ["--set", item]
     with ServeProcess(*serve_args) as server:
         measured = asyncio.run(measure(args, server, model))
     settings["loadavg_at_end"] = list(os.getloadavg())
     _say("simulating the same workload")
-    sims = variants(args, config, engine, model, measured)
+    calibration = calibrate(args, config, engine, model, measured)
+    sims = variants(args, config, engine, model, measured, calibration)
     settings["wall_s"] = time.perf_counter() - started
-    print(summary(measured, fitted, sims))
+    print(summary(measured, fitted, sims, calibration))
     print()
     print(format_table(measured.result.metrics, {k: s.metrics for k, s in sims.items()}, HEADLINE))
     within, checked = verdict(compare(measured.result.metrics, sims[HEADLINE].metrics))
     print(f"\n{within} of {checked} checked figures (TTFT and TPOT at P50 and P90, simulated '{HEADLINE}') are within "
           f"{TOLERANCE:.0%} of measured")
-    data = payload(args, settings, engine, model, fitted, measured, sims)
+    data = payload(args, settings, engine, model, fitted, measured, sims, calibration)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, allow_nan=False) + "\n")
     w = measured.result.config.workload

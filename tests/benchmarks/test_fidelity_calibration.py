@@ -36,24 +36,29 @@ def test_window_keeps_records_ending_inside_it_one_list_per_file_in_name_order(t
     write_trace(tmp_path / "instance-0.csv", [record(11.0), record(20.0)])
     write_trace(tmp_path / "instance-2.csv", [record(1.0)])  # nothing in the window: an empty list
     (tmp_path / "notes.txt").write_text("not a trace")
-    traces = window_traces(tmp_path, 10.0, 15.0)
+    traces = window_traces(tmp_path, (10.0, 15.0))
     # bounds included; instance-0 first, then instance-1, then instance-2
     assert traces == [[record(11.0)], [record(10.0), record(12.5), record(15.0)], []]
+
+
+def test_several_windows_concatenate_each_instance_s_records_in_order(tmp_path: Path) -> None:
+    write_trace(tmp_path / "instance-0.csv", [record(1.0), record(2.0), record(3.0), record(4.0), record(5.0)])
+    assert window_traces(tmp_path, (0.5, 1.5), (3.5, 4.5)) == [[record(1.0), record(4.0)]]
 
 
 def test_window_of_a_directory_without_traces_names_it(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a trace")
     with pytest.raises(FileNotFoundError, match=rf"no step traces in {tmp_path}"):
-        window_traces(tmp_path, 0.0, 1.0)
+        window_traces(tmp_path, (0.0, 1.0))
     missing = tmp_path / "missing"
     with pytest.raises(FileNotFoundError, match=rf"no step traces in {missing}"):
-        window_traces(missing, 0.0, 1.0)
+        window_traces(missing, (0.0, 1.0))
 
 
 def test_window_of_a_malformed_trace_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("a,b\n")
     with pytest.raises(ValueError, match="bad.csv: not a step trace"):
-        window_traces(tmp_path, 0.0, 1.0)
+        window_traces(tmp_path, (0.0, 1.0))
 
 
 # ---- Calibration.measure -------------------------------------------------------------------------
@@ -80,11 +85,12 @@ SIMULATED = [ok(0.0, 0.3), ok(1.0, 0.25), ok(2.0, 0.2), failed(3.0), ok(4.0, 0.1
 def test_measure_by_hand() -> None:
     seen = []
 
-    def simulate(noise: StepNoise) -> list[RequestTimeline]:
+    def simulate(noise: StepNoise) -> list[list[RequestTimeline]]:
         seen.append(noise)
-        return SIMULATED
+        return [SIMULATED[:2], SIMULATED[2:]]
 
-    cal = Calibration.measure(TRACES, LATENCY, 0.01, MEASURED, simulate)
+    # two calibration runs: requests 0-1 and 2-4
+    cal = Calibration.measure(TRACES, LATENCY, 0.01, [MEASURED[:2], MEASURED[2:]], simulate)
     assert len(seen) == 1 and seen[0] is cal.noise  # the simulation replays the measured noise
     (seq,) = cal.noise.sequences
     assert [pytest.approx(p, abs=1e-12) for p in seq] == [(2.0, 0.003), (2.0, 0.003)]
@@ -105,23 +111,25 @@ def test_measure_by_hand() -> None:
 
 
 def test_a_zero_base_delay_keeps_non_negative_residuals_as_they_are() -> None:
-    cal = Calibration.measure(TRACES, LATENCY, 0.0, [ok(0.0, 0.5), ok(1.0, 0.2)],
-                              lambda noise: [ok(0.0, 0.25), ok(1.0, 0.3)])
+    cal = Calibration.measure(TRACES, LATENCY, 0.0, [[ok(0.0, 0.5), ok(1.0, 0.2)]],
+                              lambda noise: [[ok(0.0, 0.25), ok(1.0, 0.3)]])
     assert cal.dispatch_delays_s == pytest.approx((0.25, 0.0), abs=1e-12)
     assert cal.residual_ms["p50"] == pytest.approx(75.0)  # the mean of 250 and -100
 
 
 def test_no_request_succeeding_on_both_sides_is_an_error() -> None:
     with pytest.raises(ValueError, match="no request of the calibration run succeeded on both sides"):
-        Calibration.measure(TRACES, LATENCY, 0.01, [failed(0.0), ok(1.0, 0.2)],
-                            lambda noise: [ok(0.0, 0.2), failed(1.0)])
+        Calibration.measure(TRACES, LATENCY, 0.01, [[failed(0.0), ok(1.0, 0.2)]],
+                            lambda noise: [[ok(0.0, 0.2), failed(1.0)]])
 
 
 def test_measured_and_simulated_must_be_the_same_requests() -> None:
     with pytest.raises(ValueError):
-        Calibration.measure(TRACES, LATENCY, 0.01, MEASURED, lambda noise: SIMULATED[:-1])
+        Calibration.measure(TRACES, LATENCY, 0.01, [MEASURED], lambda noise: [SIMULATED[:-1]])
+    with pytest.raises(ValueError):
+        Calibration.measure(TRACES, LATENCY, 0.01, [MEASURED], lambda noise: [SIMULATED, SIMULATED])
 
 
 def test_traces_without_two_steps_are_an_error() -> None:
     with pytest.raises(ValueError, match="at least one non-empty sequence"):
-        Calibration.measure([TRACES[1], []], LATENCY, 0.01, MEASURED, lambda noise: SIMULATED)
+        Calibration.measure([TRACES[1], []], LATENCY, 0.01, [MEASURED], lambda noise: [SIMULATED])

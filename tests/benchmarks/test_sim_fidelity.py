@@ -237,8 +237,22 @@ def test_quick_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["--quick", "--num-requests", "60", "--out", str(out), "--plot", str(plot)]) == 0
     data = json.loads(out.read_text())
     assert data["measured"]["metrics"]["completed"] == 60
-    assert set(data["simulated"]) == {"profile only", "+ overheads", "+ host", "+ CPU wait"}
-    assert data["headline"] == "+ host"
+    assert set(data["simulated"]) == {"profile only", "+ overheads", "+ host", "+ CPU wait", "calibrated"}
+    assert data["headline"] == "calibrated"
+    # the calibration runs (before and after the measured one: same rate, other seeds) give the
+    # headline its step noise, read from the instances' step traces, and its dispatch delays
+    cal = data["calibration"]
+    assert [r["workload"]["seed"] for r in cal["runs"]] == [6, 7]
+    assert all(r["metrics"]["completed"] == 60 and r["workload"]["request_rate"] == data["rate_rps"]
+               for r in cal["runs"])
+    assert cal["dispatch_delay_ms"]["samples"] == 120
+    headline = data["simulated"]["calibrated"]["results"]
+    assert headline["step_noise"] == cal["step_noise"] and cal["step_noise"]["sequences"] == 2
+    assert cal["step_noise"]["steps"] > 120 and cal["step_noise"]["mean_stretch"] > 0
+    windows = data["windows"]
+    assert windows["calibration before"][1] <= windows["measured"][0] <= windows["measured"][1] <= (
+        windows["calibration after"][0])
+    assert sorted(p.name for p in (tmp_path / "fidelity_steps").glob("*.csv")) == ["instance-0.csv", "instance-1.csv"]
     background = data["background_cpu"]
     assert background["source"] == "capacity sweep" and len(background["points"]) == 1
     assert data["simulated"]["+ host"]["results"]["host"] == background["host"]
