@@ -53,12 +53,11 @@ class StepNoise:
         for records in traces:
             if len(records) < 2:
                 continue
-            gaps = [b.end_s - b.seconds - a.end_s for a, b in pairwise(records)]
-            busy = [g for g in gaps if 0 <= g < IDLE_GAP_S]
+            raw = [b.end_s - b.seconds - a.end_s for a, b in pairwise(records)]
+            busy = [g for g in raw if 0 <= g < IDLE_GAP_S]
             typical = float(np.median(busy)) if busy else 0.0
-            pairs = [(records[0].seconds / model.step_time(records[0].shape), typical)]
-            for rec, gap in zip(records[1:], gaps):
-                pairs.append((rec.seconds / model.step_time(rec.shape), gap if 0 <= gap < IDLE_GAP_S else typical))
+            gaps = [typical] + [g if 0 <= g < IDLE_GAP_S else typical for g in raw]
+            pairs = [(r.seconds / model.step_time(r.shape), g) for r, g in zip(records, gaps, strict=True)]
             sequences.append(tuple(pairs))
         return cls(tuple(sequences))
 
