@@ -55,6 +55,7 @@ class EngineSection(_Section):
     max_num_seqs: PositiveInt = 64
     enable_prefix_caching: bool = True
     seed: int = 0
+    reservation_timeout_s: PositiveFloat = 30.0
 
 
 class ClusterSection(_Section):

@@ -12,10 +12,23 @@ import torch
 from instances.engine.config import EngineConfig
 from instances.engine.engine import Engine
 from instances.engine.executor import ModelRunner
+from instances.engine.migration import MigrationRefused, SequenceState
+from instances.engine.sequence import Sequence, SequenceStatus
 from instances.engine.output import OutputProcessor
 from instances.models.loader import LoadedModel, load_model
+from instances.kv_transfer import KVPages, export_pages, import_pages
 from instances.step_trace import StepTrace
 from instances.types import EngineRequest, GenerationChunk, InstanceStats
+
+
+@dataclass
+class MigrationPayload:
+    """What the stop-and-copy step hands the destination: the request's state, its last pages
+    (those written since the previous stage) and how much of its text was already sent."""
+
+    state: SequenceState
+    pages: KVPages
+    sent_chars: int
 
 
 @dataclass(frozen=True)
@@ -33,9 +46,10 @@ class ReplicaSpec:
 class Replica:
     """Engine + detokenizer: requests in, text chunks out."""
 
-    def __init__(self, engine: Engine, output: OutputProcessor) -> None:
+    def __init__(self, engine: Engine, output: OutputProcessor, model: str = "") -> None:
         self.engine = engine
         self.output = output
+        self.model = model
 
     @classmethod
     def build(cls, spec: ReplicaSpec, loaded: LoadedModel | None = None) -> Replica:
@@ -47,7 +61,7 @@ class Replica:
                         eos_token_ids=loaded.tokenizer.eos_token_ids)
         if spec.step_trace is not None:
             engine.on_step = StepTrace(spec.step_trace).record
-        return cls(engine, OutputProcessor(loaded.tokenizer.backend))
+        return cls(engine, OutputProcessor(loaded.tokenizer.backend), spec.model)
 
     def add(self, req: EngineRequest) -> None:
         """Queue a request; ValueError (user-facing message) if it can never run here."""
@@ -72,3 +86,75 @@ class Replica:
 
     def stats(self) -> InstanceStats:
         return self.engine.stats()
+
+    # ---- migration verbs (instances/engine/migration.py has the books; each runs between steps)
+    @property
+    def _kv_caches(self) -> list[torch.Tensor]:
+        runner = self.engine.executor
+        if not isinstance(runner, ModelRunner):
+            raise TypeError("migration needs the torch executor's KV cache")
+        return runner.kv_caches
+
+    def _sequence(self, request_id: str) -> Sequence:
+        seq = self.engine.scheduler.requests.get(request_id)
+        if seq is None:
+            raise MigrationRefused("unknown", f"request {request_id!r} is not on this instance (finished?)")
+        return seq
+
+    def export_stage(self, request_id: str, first_block: int) -> KVPages:
+        """Source, while the request keeps running: its pages from table position `first_block`
+        to the last block holding computed K/V (the last one part full is sent again later)."""
+        seq = self._sequence(request_id)
+        return self._pages(seq, first_block)
+
+    def _pages(self, seq: Sequence, first_block: int) -> KVPages:
+        bs = self.engine.config.block_size
+        end = -(-seq.num_computed_tokens // bs) if seq.status is not SequenceStatus.WAITING else 0
+        ids = seq.block_ids[first_block:end]
+        return export_pages(self._kv_caches, ids, seq.request_id, first_block, seq.num_computed_tokens)
+
+    def suspend(self, request_id: str, first_block: int) -> MigrationPayload:
+        """Source, stop-and-copy: take the request out of the batch (keeping its blocks) and
+        hand over its state with the pages from `first_block` on. `resume` undoes it."""
+        seq = self._sequence(request_id)
+        state = self.engine.suspend(request_id)
+        pages = self._pages(seq, min(first_block, state.num_kv_blocks))
+        return MigrationPayload(state, pages, self.output.sent_chars(request_id))
+
+    def resume(self, request_id: str) -> bool:
+        """Source: a failed migration's request continues here."""
+        return self.engine.resume(request_id)
+
+    def release_migrated(self, request_id: str) -> bool:
+        """Source: the request now runs elsewhere; free it. False if it was aborted meanwhile."""
+        released = self.engine.release_migrated(request_id)
+        self.output.remove(request_id)
+        return released
+
+    def reserve(self, request_id: str, model: str, num_tokens: int) -> list[int]:
+        """Destination: hold blocks for an incoming request of `model` (refused for another)."""
+        if model != self.model:
+            raise MigrationRefused("wrong_model", f"this instance serves {self.model!r}, not {model!r}")
+        return self.engine.reserve(request_id, num_tokens)
+
+    def import_stage(self, pages: KVPages) -> int:
+        """Destination: write a stage's pages into the reservation (grown as needed); returns the
+        number of leading blocks now filled. Corrupt pages raise `CorruptPages`, writing nothing."""
+        bs = self.engine.config.block_size
+        end = pages.first_block + pages.num_pages
+        blocks = self.engine.extend_reservation(pages.request_id, end * bs)
+        import_pages(self._kv_caches, blocks[pages.first_block:end], pages)
+        return end
+
+    def commit(self, payload: MigrationPayload) -> None:
+        """Destination: write the last pages and make the request run here, its detokenizer
+        rebuilt; it joins the next step."""
+        state = payload.state
+        rid = state.request.request_id
+        if state.num_computed_tokens > 0:
+            self.import_stage(payload.pages)
+        self.engine.commit(state)
+        self.output.adopt(rid, state.request.sampling, state.output_token_ids, payload.sent_chars)
+
+    def cancel_reservation(self, request_id: str) -> bool:
+        return self.engine.cancel_reservation(request_id)

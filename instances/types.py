@@ -56,20 +56,33 @@ class SamplingParams:
             raise ValueError(f"logprobs must be between 0 and 20, got {self.logprobs}")
 
 
+class Priority(enum.IntEnum):
+    """Request classes, served in this order (lower first); offline work is preempted first."""
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
+    OFFLINE = 3  # best-effort batch work (the API's `offline: true`)
+
+
 @dataclass
 class EngineRequest:
     """A tokenized request as admitted by an engine.
 
-    `priority`: lower values are served first (vLLM's convention); ties go to earlier `arrival_time`.
-    `arrival_time` is in the engine clock's seconds and is only compared, never read as wall time.
+    `priority`: lower values are served first (vLLM's convention; `Priority` names the classes);
+    among equal priorities the earlier TTFT deadline (`arrival_time + slo_ttft_s`, none: last), then
+    the earlier `arrival_time`. `arrival_time` is in the engine clock's seconds and is only compared,
+    never read as wall time. `slo_ttft_s` / `slo_tpot_s` are the request's latency targets.
     """
 
     request_id: str
     prompt_token_ids: list[int]
     sampling: SamplingParams
     arrival_time: float = 0.0
-    priority: int = 0
+    priority: int = Priority.NORMAL
     eos_token_ids: tuple[int, ...] = ()
+    slo_ttft_s: float | None = None
+    slo_tpot_s: float | None = None
 
 
 @dataclass
@@ -123,6 +136,9 @@ class InstanceStats:
     steps: int
     preemptions: int
     healthy: bool = True
+    draining: bool = False  # refuses new requests and incoming migrations
+    head_demand_blocks: int = 0  # blocks the head-of-line queued request needs (0: nothing queued)
+    high_priority: int = 0  # requests of priority HIGH running or queued here
 
 
 @dataclass

@@ -39,6 +39,9 @@ def view_of(stats: InstanceStats, role: str = "unified") -> InstanceView:
         tokens_in_flight=stats.tokens_in_flight,
         queued_prompt_tokens=stats.queued_prompt_tokens,
         role=role,
+        draining=stats.draining,
+        head_demand_blocks=stats.head_demand_blocks,
+        high_priority=stats.high_priority,
     )
 
 

@@ -21,6 +21,9 @@ class InstanceView:
     tokens_in_flight: int
     queued_prompt_tokens: int
     role: str = "unified"
+    draining: bool = False  # refuses new work; migrations move its requests away
+    head_demand_blocks: int = 0  # KV blocks the head-of-line queued request needs (0: none queued)
+    high_priority: int = 0  # HIGH-priority requests running or queued
     # requests the gateway has dispatched that the instance's last snapshot may not yet count
     pending_requests: int = 0
     pending_tokens: int = 0

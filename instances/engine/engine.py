@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from instances.engine.config import EngineConfig
 from instances.engine.decode_run import DecodeRun, advance_decode_run, plan_decode_run
 from instances.engine.executor import Executor
+from instances.engine.migration import MigrationBooks, MigrationRefused, SequenceState
 from instances.engine.scheduler import LocalScheduler, SampledToken, ScheduledBatch
 from instances.engine.sequence import Sequence
 from instances.types import EngineRequest, FinishReason, InstanceStats, RequestDelta, StepOutput
@@ -35,6 +36,7 @@ class Engine:
         self.eos_token_ids = eos_token_ids
         self.clock = clock
         self.scheduler = LocalScheduler(config)
+        self.migration = MigrationBooks(self.scheduler, config.reservation_timeout_s)
         self._order = 0
         self._steps = 0
         self._last_step_time = 0.0
@@ -45,6 +47,9 @@ class Engine:
     def check(self, req: EngineRequest) -> None:
         """Raise ValueError (message for the user) if `req` can never run here. Mutates nothing."""
         req.sampling.validate()
+        if self.migration.draining:
+            raise ValueError(f"instance {self.instance_id} is draining and accepts no new requests; "
+                             "send the request again to be placed elsewhere")
         n = len(req.prompt_token_ids)
         if n == 0:
             raise ValueError("the prompt is empty")
@@ -65,7 +70,11 @@ class Engine:
     def abort(self, request_id: str) -> bool:
         """Abort a request and free its blocks. True if it was here. Its final delta (finish
         reason ABORT) comes out of the next `step()`."""
-        seq = self.scheduler.abort(request_id)
+        seq = self.migration.drop_suspended(request_id)
+        if seq is not None:
+            self.scheduler.untrack(request_id)
+        else:
+            seq = self.scheduler.abort(request_id)
         if seq is None:
             return False
         self._aborted.append(
@@ -78,6 +87,46 @@ class Engine:
         """End a request whose owner already knows it finished (a stop string matched): frees its
         blocks and reports nothing more for it. Unknown ids are ignored."""
         self.scheduler.abort(request_id)
+
+    # ---- migration verbs (see instances/engine/migration.py) ----------------------------------
+    def suspend(self, request_id: str) -> SequenceState:
+        """Source: stop scheduling a request, keeping its blocks; its state for the destination."""
+        return self.migration.suspend(request_id)
+
+    def resume(self, request_id: str) -> bool:
+        """Source: a failed migration's request runs here again."""
+        return self.migration.resume(request_id)
+
+    def release_migrated(self, request_id: str) -> bool:
+        """Source: forget a suspended request that now runs elsewhere, freeing its blocks.
+        False if it is not suspended here (aborted meanwhile)."""
+        return self.migration.release(request_id)
+
+    def reserve(self, request_id: str, num_tokens: int) -> list[int]:
+        """Destination: hold blocks for `num_tokens` tokens of an incoming request."""
+        return self.migration.reserve(request_id, num_tokens, self.clock())
+
+    def extend_reservation(self, request_id: str, num_tokens: int) -> list[int]:
+        return self.migration.extend(request_id, num_tokens, self.clock())
+
+    def cancel_reservation(self, request_id: str) -> bool:
+        return self.migration.cancel(request_id)
+
+    def expire_reservations(self) -> list[str]:
+        """The destination's watchdog; run it periodically."""
+        return self.migration.expire(self.clock())
+
+    def commit(self, state: SequenceState) -> None:
+        """Destination: the migrated request joins this engine (its K/V already in the reserved
+        blocks); its next tokens come out of the next steps, numbered after those it had."""
+        if self.migration.draining:
+            raise MigrationRefused("draining", f"instance {self.instance_id} is draining")
+        self._order += 1
+        self.migration.commit(state, self._order)
+
+    def set_draining(self, draining: bool) -> None:
+        """A draining engine refuses new requests and incoming migrations."""
+        self.migration.draining = draining
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_work() or bool(self._aborted)
@@ -166,4 +215,7 @@ class Engine:
             last_step_time_s=self._last_step_time,
             steps=self._steps,
             preemptions=s.num_preemptions,
+            draining=self.migration.draining,
+            head_demand_blocks=s.head_demand_blocks(),
+            high_priority=s.num_high_priority,
         )

@@ -37,6 +37,21 @@ class OutputProcessor:
         holdback = max((len(s) for s in stop), default=1) - 1
         self._states[request_id] = _TextState(DecodeStream(skip_special_tokens=True), stop, holdback)
 
+    def sent_chars(self, request_id: str) -> int:
+        """Characters of `request_id`'s text already handed out (a migration carries it along)."""
+        return self._states[request_id].sent
+
+    def adopt(self, request_id: str, sampling: SamplingParams, output_token_ids: list[int], sent: int) -> None:
+        """Take over a request migrated here: rebuild its detokenizer by replaying the tokens it
+        already produced (the state is deterministic in them), `sent` characters already out."""
+        self.add(request_id, sampling)
+        st = self._states[request_id]
+        for tok in output_token_ids:
+            piece = st.stream.step(self.tokenizer, tok)
+            if piece:
+                st.text += piece
+        st.sent = sent
+
     def remove(self, request_id: str) -> None:
         self._states.pop(request_id, None)
 

@@ -22,7 +22,7 @@ from typing import NamedTuple
 from instances.engine.block_manager import BlockManager
 from instances.engine.config import EngineConfig
 from instances.engine.sequence import Sequence, SequenceStatus
-from instances.types import FinishReason, TokenLogprob
+from instances.types import FinishReason, Priority, TokenLogprob
 
 
 class ScheduledSeq(NamedTuple):
@@ -82,19 +82,21 @@ class LocalScheduler:
     adjusts them, so at any moment outside `schedule` and `update` they equal
     - `waiting_tokens`: sum of `num_tokens` over the waiting sequences;
     - `running_tokens`: sum of `num_tokens` over the running sequences;
-    - `running_backlog`: sum of `prefill_backlog` over the running sequences.
+    - `running_backlog`: sum of `prefill_backlog` over the running sequences;
+    - `num_high_priority`: requests of priority HIGH in `requests` (`track`/`untrack` keep it).
     """
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.blocks = BlockManager(config.num_blocks, config.block_size, config.enable_prefix_caching)
-        self.waiting: list[tuple[tuple[int, float, int], Sequence]] = []  # heap by priority key
+        self.waiting: list[tuple[tuple[int, float, float, int], Sequence]] = []  # heap by priority key
         self.running: list[Sequence] = []
         self.requests: dict[str, Sequence] = {}
         self.num_preemptions = 0
         self.waiting_tokens = 0
         self.running_tokens = 0
         self.running_backlog = 0
+        self.num_high_priority = 0
 
     @property
     def tokens_in_flight(self) -> int:
@@ -107,16 +109,35 @@ class LocalScheduler:
         return self.running_backlog + self.waiting_tokens
 
     # ---- queue management -------------------------------------------------------------------
+    def track(self, seq: Sequence) -> None:
+        """Enter `seq` in `requests` (it must not be there)."""
+        self.requests[seq.request_id] = seq
+        if seq.priority == Priority.HIGH:
+            self.num_high_priority += 1
+
+    def untrack(self, request_id: str) -> Sequence | None:
+        """Remove a request from `requests`; returns it (None if unknown)."""
+        seq = self.requests.pop(request_id, None)
+        if seq is not None and seq.priority == Priority.HIGH:
+            self.num_high_priority -= 1
+        return seq
+
+    def head_demand_blocks(self) -> int:
+        """Blocks the head-of-line waiting sequence needs for its tokens (0 when none waits)."""
+        if not self.waiting:
+            return 0
+        return -(-self.waiting[0][1].num_tokens // self.config.block_size)
+
     def add(self, seq: Sequence) -> None:
         if seq.request_id in self.requests:
             raise ValueError(f"request id {seq.request_id!r} is already in this engine")
-        self.requests[seq.request_id] = seq
+        self.track(seq)
         heapq.heappush(self.waiting, (seq.priority_key, seq))
         self.waiting_tokens += seq.num_tokens
 
     def abort(self, request_id: str) -> Sequence | None:
         """Remove a request wherever it is, freeing its blocks. Returns it, or None if unknown."""
-        seq = self.requests.pop(request_id, None)
+        seq = self.untrack(request_id)
         if seq is None:
             return None
         if seq.status is SequenceStatus.RUNNING:
@@ -235,6 +256,6 @@ class LocalScheduler:
         self.running.remove(seq)
         self.running_tokens -= seq.num_tokens
         self.blocks.free(seq)
-        del self.requests[seq.request_id]
+        self.untrack(seq.request_id)
         seq.status = SequenceStatus.FINISHED
         seq.finish_reason = reason

@@ -8,6 +8,7 @@ in chunks, and a sample is drawn whenever the computed count reaches the token c
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +20,7 @@ from kvstore.block_keys import ROOT, BlockHash, hash_block
 class SequenceStatus(enum.Enum):
     WAITING = "waiting"
     RUNNING = "running"
+    SUSPENDED = "suspended"  # held for a migration: keeps its blocks, neither scheduled nor reported
     FINISHED = "finished"
 
 
@@ -31,8 +33,8 @@ class Sequence:
     - `num_tokens` is always `len(prompt_token_ids) + len(output_token_ids)`: the prompt never
       changes after construction and output tokens are only added through `append_output`;
     - `num_prompt_tokens` is `len(prompt_token_ids)`;
-    - `priority_key` is `(priority, arrival_time, order)`, fixed at construction (none of the three
-      changes afterwards).
+    - `priority_key` is `(priority, deadline, arrival_time, order)`, fixed at construction (none
+      changes afterwards); `deadline` is `arrival_time + slo_ttft_s` (infinite without a TTFT SLO).
     """
 
     request_id: str
@@ -54,6 +56,8 @@ class Sequence:
     num_emitted: int = 0  # output tokens already reported in a delta
     generator: torch.Generator | None = None
     salt: str = ""
+    slo_ttft_s: float | None = None
+    slo_tpot_s: float | None = None
     # prefix-cache bookkeeping of the block manager (see `BlockManager.cache_full_blocks`): how many
     # leading full blocks were already offered to the cache, and the indices of those among them
     # left private because an identical block was cached first. `BlockManager.free` resets both.
@@ -61,13 +65,14 @@ class Sequence:
     private_blocks: list[int] = field(default_factory=list)
     num_tokens: int = field(init=False)
     num_prompt_tokens: int = field(init=False)
-    priority_key: tuple[int, float, int] = field(init=False)
+    priority_key: tuple[int, float, float, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.num_prompt_tokens = len(self.prompt_token_ids)
         self.num_tokens = self.num_prompt_tokens + len(self.output_token_ids)
-        # smaller is served first: priority, then arrival, then admission order
-        self.priority_key = (self.priority, self.arrival_time, self.order)
+        # smaller is served first: priority, then TTFT deadline, then arrival, then admission order
+        deadline = math.inf if self.slo_ttft_s is None else self.arrival_time + self.slo_ttft_s
+        self.priority_key = (self.priority, deadline, self.arrival_time, self.order)
 
     @classmethod
     def from_request(cls, req: EngineRequest, order: int, eos_token_ids: tuple[int, ...]) -> Sequence:
@@ -84,6 +89,8 @@ class Sequence:
             eos_token_ids=req.eos_token_ids or eos_token_ids,
             order=order,
             generator=gen,
+            slo_ttft_s=req.slo_ttft_s,
+            slo_tpot_s=req.slo_tpot_s,
         )
 
     def append_output(self, token_id: int, logprob: TokenLogprob | None = None) -> None:

@@ -10,6 +10,7 @@ was before these shortcuts), step by step: same batches, same block ids, same ca
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence as Seq
 
@@ -86,7 +87,7 @@ def test_num_tokens_follows_appended_output_and_priority_key_is_fixed():
         order=7,
         output_token_ids=[9],
     )
-    assert (seq.num_tokens, seq.num_prompt_tokens, seq.priority_key) == (4, 3, (-1, 2.5, 7))
+    assert (seq.num_tokens, seq.num_prompt_tokens, seq.priority_key) == (4, 3, (-1, math.inf, 2.5, 7))
     seq.append_output(5)
     seq.append_output(6, TokenLogprob(6, -0.5))
     assert seq.num_tokens == len(seq.prompt_token_ids) + len(seq.output_token_ids) == 6
