@@ -159,3 +159,19 @@ class GenerationChunk:
     finish_reason: FinishReason | None = None
     num_prompt_tokens: int = 0
     num_cached_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class MigrationCandidate:
+    """A request a migration policy may move: its class, size and state on its instance.
+
+    `num_tokens` are its prompt and output tokens, `num_blocks` the KV blocks it holds (0 when
+    queued: a queued request moves without a KV copy), `order` its admission order on the instance
+    (larger: admitted later)."""
+
+    request_id: str
+    priority: int
+    num_tokens: int
+    num_blocks: int
+    running: bool
+    order: int

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from instances.types import Priority
+
 InstanceId = str
 
 
@@ -36,5 +38,7 @@ class RequestView:
     request_id: str
     num_prompt_tokens: int
     max_tokens: int
-    priority: int = 0
+    priority: int = Priority.NORMAL  # instances.types.Priority; OFFLINE for the API's `offline: true`
     block_hashes: tuple[bytes, ...] = field(default=())
+    slo_ttft_s: float | None = None
+    slo_tpot_s: float | None = None

@@ -14,8 +14,15 @@ from instances.engine.decode_run import DecodeRun, advance_decode_run, plan_deco
 from instances.engine.executor import Executor
 from instances.engine.migration import MigrationBooks, MigrationRefused, SequenceState
 from instances.engine.scheduler import LocalScheduler, SampledToken, ScheduledBatch
-from instances.engine.sequence import Sequence
-from instances.types import EngineRequest, FinishReason, InstanceStats, RequestDelta, StepOutput
+from instances.engine.sequence import Sequence, SequenceStatus
+from instances.types import (
+    EngineRequest,
+    FinishReason,
+    InstanceStats,
+    MigrationCandidate,
+    RequestDelta,
+    StepOutput,
+)
 
 
 class Engine:
@@ -123,6 +130,15 @@ class Engine:
             raise MigrationRefused("draining", f"instance {self.instance_id} is draining")
         self._order += 1
         self.migration.commit(state, self._order)
+
+    def migration_candidates(self) -> list[MigrationCandidate]:
+        """Every request that could move now (running or queued, not already suspended)."""
+        return [
+            MigrationCandidate(seq.request_id, seq.priority, seq.num_tokens, len(seq.block_ids),
+                               seq.status is SequenceStatus.RUNNING, seq.order)
+            for seq in self.scheduler.requests.values()
+            if seq.status is not SequenceStatus.SUSPENDED
+        ]
 
     def set_draining(self, draining: bool) -> None:
         """A draining engine refuses new requests and incoming migrations."""
