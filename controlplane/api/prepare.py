@@ -3,6 +3,8 @@
 Checks what the schema cannot: the model name, token ids within the vocabulary, an empty prompt, and
 that prompt + max_tokens fits the model's context. `max_tokens` defaults to the rest of the context.
 Chat prompts are the tokenizer's chat template, tokenized without adding special tokens again.
+Scheduling fields pass through as the engine's terms: the priority class (`offline` wins, see
+`SamplingFields.engine_priority`) and the SLO in seconds.
 """
 
 from __future__ import annotations
@@ -33,12 +35,33 @@ class Tokenizer(Protocol):
 
 @dataclass(frozen=True)
 class Prepared:
-    """A request ready to schedule: prompt ids, sampling settings, priority and the tokenizer's EOS ids."""
+    """A request ready to schedule: prompt ids, sampling settings, the tokenizer's EOS ids, the engine
+    priority (an `instances.types.Priority` value) and the latency targets in seconds (None: none)."""
 
     prompt_token_ids: list[int]
     sampling: SamplingParams
-    priority: int
     eos_token_ids: tuple[int, ...]
+    priority: int
+    slo_ttft_s: float | None
+    slo_tpot_s: float | None
+
+
+def _prepared(
+    req: SamplingFields, ids: list[int], sampling: SamplingParams, tokenizer: Tokenizer
+) -> Prepared:
+    slo = req.slo
+    return Prepared(
+        prompt_token_ids=ids,
+        sampling=sampling,
+        eos_token_ids=tuple(tokenizer.eos_token_ids),
+        priority=int(req.engine_priority),
+        slo_ttft_s=_seconds(slo.ttft_ms) if slo is not None else None,
+        slo_tpot_s=_seconds(slo.tpot_ms) if slo is not None else None,
+    )
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0
 
 
 def _check_model(requested: str, served: str) -> None:
@@ -103,7 +126,7 @@ def prepare_completion(
     else:
         ids = tokenizer.encode(req.prompt, add_special_tokens=True)
     sampling = _sampling(req, len(ids), req.max_tokens, req.logprobs, max_model_len)
-    return Prepared(ids, sampling, req.priority, tuple(tokenizer.eos_token_ids))
+    return _prepared(req, ids, sampling, tokenizer)
 
 
 def prepare_chat(
@@ -115,4 +138,4 @@ def prepare_chat(
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     ids = tokenizer.encode(text, add_special_tokens=False)
     sampling = _sampling(req, len(ids), req.output_limit, req.num_logprobs, max_model_len)
-    return Prepared(ids, sampling, req.priority, tuple(tokenizer.eos_token_ids))
+    return _prepared(req, ids, sampling, tokenizer)

@@ -32,7 +32,9 @@ async def aclose_shielded(it: AsyncIterator[object]) -> None:
 @dataclass
 class Run:
     """One placed request. `chunks()` may be iterated once; it counts the request in flight from its
-    first iteration to its end, measuring times from `arrival_s`."""
+    first iteration to its end, measuring times from `arrival_s`. `arrival_s` is also the engine
+    request's `arrival_time`, so an instance orders its queue (priority, then TTFT deadline
+    `arrival_s + slo_ttft_s`, then arrival) on the gateway's clock, the same for every request."""
 
     request_id: str
     instance_id: str
@@ -64,8 +66,11 @@ class Run:
                     request_id=self.request_id,
                     prompt_token_ids=self.prepared.prompt_token_ids,
                     sampling=self.prepared.sampling,
+                    arrival_time=self.arrival_s,
                     priority=self.prepared.priority,
                     eos_token_ids=self.prepared.eos_token_ids,
+                    slo_ttft_s=self.prepared.slo_ttft_s,
+                    slo_tpot_s=self.prepared.slo_tpot_s,
                 ),
             )
             try:
@@ -120,6 +125,8 @@ class Dispatcher:
             num_prompt_tokens=len(prepared.prompt_token_ids),
             max_tokens=prepared.sampling.max_tokens,
             priority=prepared.priority,
+            slo_ttft_s=prepared.slo_ttft_s,
+            slo_tpot_s=prepared.slo_tpot_s,
         )
         began = self.clock()
         try:

@@ -3,16 +3,34 @@
 Request models ignore fields they do not know (clients send many optional OpenAI fields), check
 ranges field by field (so a 400 names the field), and normalise shapes: a completion `prompt` becomes
 either text or a list of token ids, and chat `content` parts become one string. Only `n == 1` is
-served. vLLM extensions accepted: `top_k` (-1 or 0 disables it), `ignore_eos`, `stop_token_ids`,
-`priority` (lower is served first).
+served. vLLM extensions accepted: `top_k` (-1 or 0 disables it), `ignore_eos`, `stop_token_ids`.
+
+Flotilla's scheduling fields (both endpoints):
+- `priority`: `"high"`, `"normal"` (default) or `"low"`, case-insensitive; the engine serves higher
+  classes first (`instances.types.Priority`).
+- `slo`: `{"ttft_ms": number > 0, "tpot_ms": number > 0}`, both optional, no other keys: latency
+  targets; an instance orders queued requests of one class by TTFT deadline (arrival + ttft).
+- `offline`: `true` marks best-effort batch work that fills spare capacity and is preempted first. It
+  runs in the engine class `Priority.OFFLINE` whatever `priority` says; with `priority: "high"` it is
+  a 400 (the two conflict).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from instances.types import Priority
+
+PriorityName = Literal["high", "normal", "low"]
+ENGINE_PRIORITIES: dict[str, Priority] = {
+    "high": Priority.HIGH,
+    "normal": Priority.NORMAL,
+    "low": Priority.LOW,
+}
 
 
 class _Request(BaseModel):
@@ -23,8 +41,27 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+class SLO(_Request):
+    """A request's latency targets in milliseconds (a JSON number > 0 each; absent or null: none).
+    Keys other than these two are rejected, naming the key."""
+
+    ttft_ms: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
+    tpot_ms: float | None = Field(default=None, gt=0, strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [str(k) for k in data if k not in cls.model_fields]
+            if unknown:
+                raise PydanticCustomError(
+                    "slo_key", 'unknown key "{key}"; slo takes ttft_ms and tpot_ms', {"key": unknown[0]}
+                )
+        return data
+
+
 class SamplingFields(_Request):
-    """Fields shared by both endpoints."""
+    """Fields shared by both endpoints, sampling and scheduling (`priority`, `slo`, `offline`)."""
 
     model: str
     max_tokens: int | None = Field(default=None, ge=1)
@@ -38,7 +75,9 @@ class SamplingFields(_Request):
     n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    priority: int = 0
+    priority: PriorityName = "normal"
+    slo: SLO | None = None
+    offline: bool = False  # declared after `priority`: its validator reads the validated priority
 
     @field_validator("n")
     @classmethod
@@ -46,6 +85,27 @@ class SamplingFields(_Request):
         if n != 1:
             raise PydanticCustomError("unsupported", "only n=1 is supported, got {n}", {"n": n})
         return n
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_name(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lower() in ENGINE_PRIORITIES:
+            return value.lower()
+        raise PydanticCustomError(
+            "priority",
+            'must be one of "high", "normal", "low", got {value}',
+            {"value": json.dumps(value, default=repr)[:40]},
+        )
+
+    @field_validator("offline")
+    @classmethod
+    def _offline_is_not_high(cls, offline: bool, info: ValidationInfo) -> bool:
+        if offline and info.data.get("priority") == "high":
+            raise PydanticCustomError(
+                "offline",
+                'an offline request runs in the lowest class; it conflicts with priority "high"',
+            )
+        return offline
 
     @field_validator("stop_token_ids")
     @classmethod
@@ -72,6 +132,11 @@ class SamplingFields(_Request):
     @property
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
+
+    @property
+    def engine_priority(self) -> Priority:
+        """The engine class: `Priority.OFFLINE` when `offline`, else the one `priority` names."""
+        return Priority.OFFLINE if self.offline else ENGINE_PRIORITIES[self.priority]
 
 
 class CompletionRequest(SamplingFields):

@@ -9,11 +9,12 @@ import httpx
 import pytest
 
 from controlplane.api.app import create_app
-from controlplane.config import ProfileConfig
+from controlplane.config import FlotillaConfig, ProfileConfig
 from controlplane.errors import ConfigError, InstanceUnavailable, StreamBroken
 from controlplane.observability.metrics import Metrics
 from controlplane.scheduling.registry import build_framework
-from instances.types import FinishReason, SamplingParams, TokenLogprob
+from controlplane.scheduling.types import RequestView
+from instances.types import FinishReason, Priority, SamplingParams, TokenLogprob
 from tests.controlplane.api.conftest import MAX_MODEL_LEN, MODEL, Harness
 from tests.controlplane.api.fakes import BOS, EOS, CharTokenizer, ScriptedCluster, Step, view
 
@@ -58,7 +59,7 @@ async def test_completion(harness: Harness):
     [(_, req)] = harness.cluster.requests
     assert req.prompt_token_ids == [BOS, 97, 98, 99]
     assert req.sampling == SamplingParams(max_tokens=5)
-    assert req.priority == 0
+    assert (req.priority, req.slo_ttft_s, req.slo_tpot_s) == (Priority.NORMAL, None, None)
     assert req.eos_token_ids == (EOS,)
     assert harness.cluster.closed == [req.request_id]
 
@@ -75,14 +76,15 @@ async def test_completion_fields_reach_the_engine(harness: Harness):
         "stop_token_ids": [3],
         "ignore_eos": True,
         "logprobs": 2,
-        "priority": -1,
+        "priority": "Low",
+        "slo": {"ttft_ms": 250, "tpot_ms": 20.5},
         "echo": False,
         "frequency_penalty": 0.0,
     }
     assert (await harness.client.post("/v1/completions", json=body)).status_code == 200
     [(_, req)] = harness.cluster.requests
     assert req.prompt_token_ids == [5, 6, 7]
-    assert req.priority == -1
+    assert (req.priority, req.slo_ttft_s, req.slo_tpot_s) == (Priority.LOW, 0.25, 0.0205)
     assert req.sampling == SamplingParams(
         max_tokens=MAX_MODEL_LEN - 3,
         temperature=0.0,
@@ -94,6 +96,45 @@ async def test_completion_fields_reach_the_engine(harness: Harness):
         ignore_eos=True,
         logprobs=2,
     )
+
+
+async def test_chat_offline_runs_in_the_offline_class(harness: Harness):
+    body = {**CHAT, "offline": True, "priority": "low", "slo": {"tpot_ms": 100}}
+    assert (await harness.client.post("/v1/chat/completions", json=body)).status_code == 200
+    [(_, req)] = harness.cluster.requests
+    assert (req.priority, req.slo_ttft_s, req.slo_tpot_s) == (Priority.OFFLINE, None, 0.1)
+
+
+async def test_scheduler_and_engine_see_class_slo_and_gateway_arrival():
+    cluster = ScriptedCluster()
+    framework = build_framework(FlotillaConfig().scheduling.profiles)
+    seen: list[RequestView] = []
+    schedule = framework.schedule
+
+    def recording_schedule(profile, req, views, rng):
+        seen.append(req)
+        return schedule(profile, req, views, rng)
+
+    framework.schedule = recording_schedule  # type: ignore[method-assign]
+    ticks = iter(float(t) for t in range(100, 200))
+    app = create_app(
+        cluster,
+        CharTokenizer(),
+        MODEL,
+        MAX_MODEL_LEN,
+        framework,
+        "default",
+        Metrics(),
+        clock=lambda: next(ticks),
+    )
+    body = {**COMPLETION, "priority": "HIGH", "slo": {"ttft_ms": 500}}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+        assert (await client.post("/v1/completions", json=body)).status_code == 200
+    [placed] = seen
+    assert (placed.priority, placed.slo_ttft_s, placed.slo_tpot_s) == (Priority.HIGH, 0.5, None)
+    [(_, req)] = cluster.requests
+    assert req.arrival_time == 100.0  # the gateway's clock when the request arrived
+    assert (req.priority, req.slo_ttft_s, req.slo_tpot_s) == (Priority.HIGH, 0.5, None)
 
 
 async def test_max_tokens_defaults_to_rest_of_context(harness: Harness):
@@ -353,16 +394,20 @@ async def test_no_healthy_instance_is_503(harness: Harness):
             {**COMPLETION, "max_tokens": 61},
             400,
             "invalid_request_error",
-            "this model's maximum context length is 64 tokens, but 65 were requested (4 in the prompt, "
-            "61 for output); reduce the prompt or max_tokens",
+            (
+                "this model's maximum context length is 64 tokens, but 65 were requested (4 in the prompt, "
+                "61 for output); reduce the prompt or max_tokens"
+            ),
             "max_tokens",
         ),
         (
             {**COMPLETION, "prompt": "x" * 63, "max_tokens": None},
             400,
             "invalid_request_error",
-            "the prompt has 64 tokens but this model's context is 64 tokens, leaving no room for output; "
-            "shorten the prompt",
+            (
+                "the prompt has 64 tokens but this model's context is 64 tokens, leaving no room for output; "
+                "shorten the prompt"
+            ),
             "prompt",
         ),
         (
@@ -371,6 +416,48 @@ async def test_no_healthy_instance_is_503(harness: Harness):
             "invalid_request_error",
             "stream_options: only allowed when stream is true",
             "stream_options",
+        ),
+        (
+            {**COMPLETION, "priority": 2},
+            400,
+            "invalid_request_error",
+            'priority: must be one of "high", "normal", "low", got 2',
+            "priority",
+        ),
+        (
+            {**COMPLETION, "priority": "urgent"},
+            400,
+            "invalid_request_error",
+            'priority: must be one of "high", "normal", "low", got "urgent"',
+            "priority",
+        ),
+        (
+            {**COMPLETION, "slo": {"ttft_ms": 0}},
+            400,
+            "invalid_request_error",
+            "slo.ttft_ms: Input should be greater than 0",
+            "slo.ttft_ms",
+        ),
+        (
+            {**COMPLETION, "slo": {"tpot_ms": "5"}},
+            400,
+            "invalid_request_error",
+            "slo.tpot_ms: Input should be a valid number",
+            "slo.tpot_ms",
+        ),
+        (
+            {**COMPLETION, "slo": {"ttft_ms": 100, "deadline_ms": 5}},
+            400,
+            "invalid_request_error",
+            'slo: unknown key "deadline_ms"; slo takes ttft_ms and tpot_ms',
+            "slo",
+        ),
+        (
+            {**COMPLETION, "offline": True, "priority": "high"},
+            400,
+            "invalid_request_error",
+            'offline: an offline request runs in the lowest class; it conflicts with priority "high"',
+            "offline",
         ),
     ],
 )
@@ -408,6 +495,17 @@ async def test_completion_bad_input(harness: Harness, body, status, error_type, 
             "top_logprobs: Input should be less than or equal to 20",
             "top_logprobs",
         ),
+        (
+            {**CHAT, "priority": "NORMAL", "offline": "maybe"},
+            "offline: Input should be a valid boolean, unable to interpret input",
+            "offline",
+        ),
+        (
+            {**CHAT, "priority": "High", "offline": True},
+            'offline: an offline request runs in the lowest class; it conflicts with priority "high"',
+            "offline",
+        ),
+        ({**CHAT, "slo": 200}, "slo: Input should be a valid dictionary or instance of SLO", "slo"),
     ],
 )
 async def test_chat_bad_input(harness: Harness, body, message, param):

@@ -3,7 +3,7 @@ import pytest
 from controlplane.api.prepare import prepare_chat, prepare_completion
 from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest
 from controlplane.errors import InvalidRequest, ModelNotFound
-from instances.types import SamplingParams
+from instances.types import Priority, SamplingParams
 from tests.controlplane.api.fakes import BOS, EOS, CharTokenizer
 
 
@@ -17,11 +17,31 @@ def _completion(**fields) -> CompletionRequest:
 
 
 def test_completion_tokenizes_with_special_tokens():
-    prepared = prepare_completion(_completion(max_tokens=3, priority=2), CharTokenizer(), "m", 10)
+    prepared = prepare_completion(_completion(max_tokens=3), CharTokenizer(), "m", 10)
     assert prepared.prompt_token_ids == [BOS, 97, 98]
     assert prepared.sampling == SamplingParams(max_tokens=3)
-    assert prepared.priority == 2
     assert prepared.eos_token_ids == (EOS,)
+    assert (prepared.priority, prepared.slo_ttft_s, prepared.slo_tpot_s) == (Priority.NORMAL, None, None)
+
+
+def test_completion_carries_priority_and_slo_in_seconds():
+    req = _completion(priority="high", slo={"ttft_ms": 1500, "tpot_ms": 25})
+    prepared = prepare_completion(req, CharTokenizer(), "m", 10)
+    assert type(prepared.priority) is int
+    assert (prepared.priority, prepared.slo_ttft_s, prepared.slo_tpot_s) == (Priority.HIGH, 1.5, 0.025)
+
+
+def test_chat_carries_offline_class_and_partial_slo():
+    req = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "q"}],
+            "offline": True,
+            "slo": {"tpot_ms": 200},
+        }
+    )
+    prepared = prepare_chat(req, CharTokenizer(), "m", 100)
+    assert (prepared.priority, prepared.slo_ttft_s, prepared.slo_tpot_s) == (Priority.OFFLINE, None, 0.2)
 
 
 def test_token_id_prompt_is_used_as_given():

@@ -2,6 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest
+from instances.types import Priority
 
 
 def _completion(**fields) -> CompletionRequest:
@@ -25,7 +26,75 @@ def test_completion_defaults():
     req = _completion()
     assert (req.max_tokens, req.temperature, req.top_p, req.top_k, req.seed) == (None, 1.0, 1.0, 0, None)
     assert (req.stop_strings, req.stop_token_ids, req.ignore_eos, req.n) == ((), [], False, 1)
-    assert (req.stream, req.include_usage, req.logprobs, req.priority) == (False, False, None, 0)
+    assert (req.stream, req.include_usage, req.logprobs) == (False, False, None)
+    assert (req.priority, req.slo, req.offline, req.engine_priority) == (
+        "normal",
+        None,
+        False,
+        Priority.NORMAL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "name", "engine"),
+    [
+        ({"priority": "high"}, "high", Priority.HIGH),
+        ({"priority": "NORMAL"}, "normal", Priority.NORMAL),
+        ({"priority": "Low"}, "low", Priority.LOW),
+        ({"offline": True}, "normal", Priority.OFFLINE),
+        ({"offline": True, "priority": "low"}, "low", Priority.OFFLINE),
+        ({"offline": False, "priority": "high"}, "high", Priority.HIGH),
+    ],
+)
+def test_priority_classes(fields, name, engine):
+    for req in (_completion(**fields), _chat(**fields)):
+        assert (req.priority, req.engine_priority) == (name, engine)
+
+
+@pytest.mark.parametrize(
+    ("priority", "shown"),
+    [(0, "0"), ("urgent", '"urgent"'), (None, "null"), (["high"], '["high"]'), ("", '""')],
+)
+def test_bad_priority(priority, shown):
+    assert _first_error(CompletionRequest, {"model": "m", "prompt": "p", "priority": priority}) == (
+        "priority",
+        f'must be one of "high", "normal", "low", got {shown}',
+    )
+
+
+def test_offline_conflicts_with_high_priority():
+    for model, data in [
+        (CompletionRequest, {"model": "m", "prompt": "p"}),
+        (ChatCompletionRequest, {"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    ]:
+        assert _first_error(model, {**data, "offline": True, "priority": "HIGH"}) == (
+            "offline",
+            'an offline request runs in the lowest class; it conflicts with priority "high"',
+        )
+
+
+def test_slo():
+    assert _completion(slo={}).slo is not None
+    slo = _chat(slo={"ttft_ms": 250, "tpot_ms": 12.5}).slo
+    assert slo is not None and (slo.ttft_ms, slo.tpot_ms) == (250.0, 12.5)
+    slo = _completion(slo={"tpot_ms": 40, "ttft_ms": None}).slo
+    assert slo is not None and (slo.ttft_ms, slo.tpot_ms) == (None, 40.0)
+
+
+@pytest.mark.parametrize(
+    ("slo", "loc", "message"),
+    [
+        ({"ttft_ms": 0}, "slo.ttft_ms", "Input should be greater than 0"),
+        ({"tpot_ms": -5}, "slo.tpot_ms", "Input should be greater than 0"),
+        ({"ttft_ms": "100"}, "slo.ttft_ms", "Input should be a valid number"),
+        ({"ttft_ms": True}, "slo.ttft_ms", "Input should be a valid number"),
+        ({"ttft_ms": float("inf")}, "slo.ttft_ms", "Input should be a finite number"),
+        ({"ttft_ms": 100, "ttft": 100}, "slo", 'unknown key "ttft"; slo takes ttft_ms and tpot_ms'),
+        (100, "slo", "Input should be a valid dictionary or instance of SLO"),
+    ],
+)
+def test_bad_slo(slo, loc, message):
+    assert _first_error(CompletionRequest, {"model": "m", "prompt": "p", "slo": slo}) == (loc, message)
 
 
 @pytest.mark.parametrize(
