@@ -66,3 +66,18 @@ class InstanceUnavailable(RetryableError):
 
 class StreamBroken(FlotillaError):
     """A request's token stream skipped or overlapped output tokens (an internal error)."""
+
+
+class NotFound(FlotillaError):
+    """The named instance or request does not exist (or no longer)."""
+
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class MigrationBusy(FlotillaError):
+    """A migration cannot start now: the request is already moving, or an instance has as many
+    migrations in flight as allowed. Retry later."""
+
+    status_code = 409
+    error_type = "conflict_error"

@@ -11,6 +11,14 @@ during a step is answered after it.
   gateway has chunks waiting (everything accumulated since its last call, so at most one Ray object
   per engine step and gateway) or after `timeout_s` with none. The stats snapshot rides along, so the
   gateway's view of this instance is pushed with the tokens instead of being polled.
+
+Migration verbs (driven by the controller, `controlplane/controller/migrator.py`; each runs between
+two steps): `migration_candidates`, `export_stage` / `suspend` / `resume` / `release_migrated` on
+the source, `reserve` / `import_stage` / `commit` / `abandon` on the destination, `set_draining`.
+Pages and payloads are return values, so Ray's object store carries them from source to
+destination without passing through the controller. `suspend` takes the request's chunks not yet
+polled by its gateway out of the outbox: they travel in the payload and leave the destination
+first (or go back into the outbox on `resume`), so the gateway sees each token once, in order.
 """
 
 from __future__ import annotations
@@ -20,9 +28,10 @@ from collections import defaultdict
 
 import ray
 
-from instances.replica import Replica, ReplicaSpec
+from instances.kv_transfer import KVPages
+from instances.replica import MigrationPayload, Replica, ReplicaSpec, StageAck
 from instances.step_loop import StepLoop
-from instances.types import EngineRequest, GenerationChunk, InstanceStats
+from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate
 
 
 class InstanceActor:
@@ -36,6 +45,7 @@ class InstanceActor:
         self._ready: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._loop: StepLoop | None = None
         self._task: asyncio.Task | None = None
+        self._carried: dict[str, list[GenerationChunk]] = {}  # chunks of suspended requests
 
     async def start(self) -> InstanceStats:
         if self._loop is None:
@@ -90,6 +100,65 @@ class InstanceActor:
         ready.clear()
         chunks, self._outbox[gateway_id] = self._outbox[gateway_id], []
         return chunks, loop.stats()
+
+    # ---- migration verbs ------------------------------------------------------------------------
+    async def migration_candidates(self) -> list[MigrationCandidate]:
+        return await self._step_loop().call(lambda r: r.engine.migration_candidates())
+
+    async def describe(self, request_id: str) -> MigrationCandidate:
+        """The request as a migration candidate (MigrationRefused `unknown` if not here)."""
+        return await self._step_loop().call(lambda r: r.describe(request_id))
+
+    async def export_stage(self, request_id: str, first_block: int) -> KVPages:
+        return await self._step_loop().call(lambda r: r.export_stage(request_id, first_block))
+
+    async def suspend(self, request_id: str, first_block: int) -> MigrationPayload:
+        payload = await self._step_loop().call(lambda r: r.suspend(request_id, first_block))
+        payload.owner = self._owner.get(request_id, "")
+        if payload.owner:
+            outbox = self._outbox[payload.owner]
+            payload.chunks = [c for c in outbox if c.request_id == request_id]
+            if payload.chunks:
+                outbox[:] = [c for c in outbox if c.request_id != request_id]
+        self._carried[request_id] = payload.chunks
+        return payload
+
+    async def resume(self, request_id: str) -> bool:
+        chunks = self._carried.pop(request_id, [])
+        resumed = await self._step_loop().call(lambda r: r.resume(request_id))
+        if resumed and chunks:
+            self._route(chunks)
+        return resumed
+
+    async def release_migrated(self, request_id: str) -> bool:
+        """The request now runs elsewhere; False if it had been aborted here meanwhile."""
+        self._carried.pop(request_id, None)
+        self._owner.pop(request_id, None)
+        return await self._step_loop().call(lambda r: r.release_migrated(request_id))
+
+    async def reserve(self, request_id: str, model: str, num_tokens: int) -> list[int]:
+        return await self._step_loop().call(lambda r: r.reserve(request_id, model, num_tokens))
+
+    async def import_stage(self, pages: KVPages) -> StageAck:
+        return await self._step_loop().call(lambda r: r.import_stage(pages))
+
+    async def commit(self, payload: MigrationPayload) -> StageAck | None:
+        rid = payload.state.request.request_id
+        ack = await self._step_loop().call(lambda r: r.commit(payload))
+        if payload.owner:
+            self._owner[rid] = payload.owner
+            self._route(payload.chunks)
+        return ack
+
+    async def abandon(self, request_id: str) -> None:
+        """Undo this destination's part of a failed migration: free the reservation, or drop the
+        request silently if a commit went through after all (the source resumes it)."""
+        self._owner.pop(request_id, None)
+        await self._step_loop().call(lambda r: r.cancel_reservation(request_id) or r.abort(request_id))
+
+    async def set_draining(self, draining: bool) -> InstanceStats:
+        await self._step_loop().call(lambda r: r.engine.set_draining(draining))
+        return self._step_loop().stats()
 
 
 RemoteInstanceActor = ray.remote(InstanceActor)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,17 +18,33 @@ from instances.engine.output import OutputProcessor
 from instances.models.loader import LoadedModel, load_model
 from instances.kv_transfer import KVPages, export_pages, import_pages
 from instances.step_trace import StepTrace
-from instances.types import EngineRequest, GenerationChunk, InstanceStats
+from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate
 
 
 @dataclass
 class MigrationPayload:
     """What the stop-and-copy step hands the destination: the request's state, its last pages
-    (those written since the previous stage) and how much of its text was already sent."""
+    (those written since the previous stage) and how much of its text was already sent. An
+    instance actor adds the gateway that owns the request and the chunks it had not yet handed
+    that gateway (the destination hands them out first)."""
 
     state: SequenceState
     pages: KVPages
     sent_chars: int
+    owner: str = ""
+    chunks: list[GenerationChunk] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StageAck:
+    """A destination's answer to one stage: pages `first_block .. first_block + num_pages - 1` are
+    in place; `full_blocks` leading blocks were full on the source (the next stage starts there,
+    re-sending a part-full last block); `nbytes` of pages were moved."""
+
+    first_block: int
+    num_pages: int
+    full_blocks: int
+    nbytes: int
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,13 @@ class Replica:
             raise MigrationRefused("unknown", f"request {request_id!r} is not on this instance (finished?)")
         return seq
 
+    def describe(self, request_id: str) -> MigrationCandidate:
+        """`request_id` as a migration candidate; MigrationRefused (`unknown`) if not movable here."""
+        for cand in self.engine.migration_candidates():
+            if cand.request_id == request_id:
+                return cand
+        raise MigrationRefused("unknown", f"request {request_id!r} is not running or queued on this instance")
+
     def export_stage(self, request_id: str, first_block: int) -> KVPages:
         """Source, while the request keeps running: its pages from table position `first_block`
         to the last block holding computed K/V (the last one part full is sent again later)."""
@@ -137,24 +160,24 @@ class Replica:
             raise MigrationRefused("wrong_model", f"this instance serves {self.model!r}, not {model!r}")
         return self.engine.reserve(request_id, num_tokens)
 
-    def import_stage(self, pages: KVPages) -> int:
-        """Destination: write a stage's pages into the reservation (grown as needed); returns the
-        number of leading blocks now filled. Corrupt pages raise `CorruptPages`, writing nothing."""
+    def import_stage(self, pages: KVPages) -> StageAck:
+        """Destination: write a stage's pages into the reservation (grown as needed). Corrupt
+        pages raise `CorruptPages`, writing nothing."""
         bs = self.engine.config.block_size
         end = pages.first_block + pages.num_pages
         blocks = self.engine.extend_reservation(pages.request_id, end * bs)
         import_pages(self._kv_caches, blocks[pages.first_block:end], pages)
-        return end
+        return StageAck(pages.first_block, pages.num_pages, pages.num_computed_tokens // bs, pages.nbytes)
 
-    def commit(self, payload: MigrationPayload) -> None:
+    def commit(self, payload: MigrationPayload) -> StageAck | None:
         """Destination: write the last pages and make the request run here, its detokenizer
-        rebuilt; it joins the next step."""
+        rebuilt; it joins the next step. Returns the last stage's ack (None for a queued request)."""
         state = payload.state
         rid = state.request.request_id
-        if state.num_computed_tokens > 0:
-            self.import_stage(payload.pages)
+        ack = self.import_stage(payload.pages) if state.num_computed_tokens > 0 else None
         self.engine.commit(state)
         self.output.adopt(rid, state.request.sampling, state.output_token_ids, payload.sent_chars)
+        return ack
 
     def cancel_reservation(self, request_id: str) -> bool:
         return self.engine.cancel_reservation(request_id)

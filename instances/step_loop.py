@@ -8,18 +8,25 @@ mostly Python: a worker thread and the loop fight over the GIL, and on this repo
 test machine that doubled the time per output token at load (docs/benchmarks.md, "Simulator
 fidelity"). Inline, calls that arrive during a step wait for its end, which is when they would take
 effect anyway. The replica is touched by one thread at a time: `apply` and `step` never overlap.
+
+`call(fn)` runs `fn(replica)` between two steps (at once when no step is running) and returns its
+result: the migration verbs go through it. While a destination holds reservations, the loop wakes
+at least every `engine.reservation_timeout_s` to run the reservation watchdog.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from instances.replica import Replica
 from instances.types import EngineRequest, GenerationChunk, InstanceStats
 
 _YIELD_ROUNDS = 4
+T = TypeVar("T")
 
 
 async def _let_the_loop_run() -> None:
@@ -41,6 +48,8 @@ class StepLoop:
         self._adds: dict[str, EngineRequest] = {}
         self._aborts: list[str] = []
         self._wake = asyncio.Event()
+        self._stepping = False
+        self._calls: list[tuple[Callable[[Replica], object], asyncio.Future]] = []
         self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-step")
         self._stats = replica.stats()
 
@@ -60,6 +69,32 @@ class StepLoop:
         """The snapshot taken after the latest step (or at start)."""
         return self._stats
 
+    async def call(self, fn: Callable[[Replica], T]) -> T:
+        """Run `fn(replica)` between two steps and return its result (its exception propagates).
+        The snapshot is refreshed after it and the loop woken (it may have added work)."""
+        if not self._stepping:
+            return self._run_call(fn)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._calls.append((fn, fut))
+        return await fut
+
+    def _run_call(self, fn: Callable[[Replica], T]) -> T:
+        try:
+            return fn(self.replica)
+        finally:
+            self._stats = self.replica.stats()
+            self._wake.set()
+
+    def _run_calls(self) -> None:
+        calls, self._calls = self._calls, []
+        for fn, fut in calls:
+            if fut.cancelled():
+                continue
+            try:
+                fut.set_result(self._run_call(fn))
+            except Exception as e:  # handed to the caller, who awaits the future
+                fut.set_exception(e)
+
     def _apply(self) -> None:
         adds, self._adds = self._adds, {}
         aborts, self._aborts = self._aborts, []
@@ -76,21 +111,36 @@ class StepLoop:
     async def run(self) -> None:
         """Run until cancelled."""
         loop = asyncio.get_running_loop()
+        engine = self.replica.engine
         try:
             while True:
                 if not (self._adds or self._aborts or self.replica.has_work()):
                     self._wake.clear()
-                    await self._wake.wait()
+                    if engine.migration.reservations:  # wake for the watchdog
+                        with contextlib.suppress(TimeoutError):  # a timeout is the point here
+                            await asyncio.wait_for(self._wake.wait(), engine.config.reservation_timeout_s)
+                    else:
+                        await self._wake.wait()
+                if engine.migration.reservations:
+                    engine.expire_reservations()
                 self._apply()
                 if self.replica.has_work():
                     if self._pool is None:
                         chunks = self._step()
                     else:
-                        chunks = await loop.run_in_executor(self._pool, self._step)
+                        self._stepping = True
+                        try:
+                            chunks = await loop.run_in_executor(self._pool, self._step)
+                        finally:
+                            self._stepping = False
                     if chunks:
                         self.on_chunks(chunks)
+                    self._run_calls()  # calls that came during the step, after its chunks are out
                     if self._pool is None:
                         await _let_the_loop_run()
         finally:
+            for _, fut in self._calls:
+                if not fut.done():
+                    fut.set_exception(RuntimeError(f"the step loop of {engine.instance_id} stopped"))
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)

@@ -5,6 +5,11 @@ chunk to the queue of its request in output order: duplicates are dropped, and a
 fails the stream (`ChunkSequencer`). A stream ends with the chunk that carries a finish reason, or
 with an error when its instance is lost. Consumers of a `Cluster` therefore see each request's
 chunks contiguous and exactly once.
+
+A migrated request's chunks come from two instances, whose pushes race: the source's last ones may
+arrive after the destination's first. After `moved`, a stream holds chunks that start past the
+next index until the gap is filled (the migration protocol hands every token over exactly once,
+so the gap always fills) and the gap is an error only if an instance that served it fails.
 """
 
 from __future__ import annotations
@@ -54,6 +59,21 @@ class _Stream:
     queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     sequencer: ChunkSequencer = field(default_factory=ChunkSequencer)
     finished: bool = False
+    served_by: set[str] = field(default_factory=set)  # earlier instances (after migrations)
+    held: dict[int, GenerationChunk] = field(default_factory=dict)  # by first_index, past a gap
+
+    def hold_or_accept(self, chunk: GenerationChunk) -> list[GenerationChunk]:
+        """The chunks that can go out now, in order; after a migration, a chunk past a gap waits."""
+        if self.served_by and chunk.first_index > self.sequencer.next_index:
+            self.held[chunk.first_index] = chunk
+            return []
+        accepted = self.sequencer.accept(chunk)
+        out = [] if accepted is None else [accepted]
+        while self.held and self.sequencer.next_index in self.held:
+            nxt = self.sequencer.accept(self.held.pop(self.sequencer.next_index))
+            if nxt is not None:
+                out.append(nxt)
+        return out
 
 
 class StreamRouter:
@@ -67,6 +87,18 @@ class StreamRouter:
             raise ValueError(f"request id {request_id!r} is already streaming")
         self._streams[request_id] = _Stream(instance_id)
 
+    def instance_of(self, request_id: str) -> str | None:
+        """The instance serving an open stream now (None when closed)."""
+        st = self._streams.get(request_id)
+        return None if st is None else st.instance_id
+
+    def moved(self, request_id: str, instance_id: str) -> None:
+        """A migration committed: `request_id` now runs on `instance_id` (a no-op if closed)."""
+        st = self._streams.get(request_id)
+        if st is not None:
+            st.served_by.add(st.instance_id)
+            st.instance_id = instance_id
+
     def discard(self, request_id: str) -> None:
         """Forget a stream that never started (its submission failed)."""
         self._streams.pop(request_id, None)
@@ -79,19 +111,21 @@ class StreamRouter:
             if st is None or st.finished:
                 continue
             try:
-                accepted = st.sequencer.accept(chunk)
+                ready = st.hold_or_accept(chunk)
             except StreamBroken as e:
                 st.finished = True
                 st.queue.put_nowait(e)
                 continue
-            if accepted is not None:
+            for accepted in ready:
                 st.finished = accepted.finish_reason is not None
                 st.queue.put_nowait(accepted)
 
     def fail_instance(self, instance_id: str, error: FlotillaError) -> None:
-        """End every open stream served by `instance_id` with `error`."""
+        """End every open stream served by `instance_id` with `error`, and every stream waiting for
+        tokens past a gap that `instance_id` served before a migration."""
         for st in self._streams.values():
-            if st.instance_id == instance_id and not st.finished:
+            lost = st.instance_id == instance_id or (st.held and instance_id in st.served_by)
+            if lost and not st.finished:
                 st.finished = True
                 st.queue.put_nowait(error)
 

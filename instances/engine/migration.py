@@ -40,6 +40,10 @@ class MigrationRefused(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[MigrationRefused], tuple[str, str]]:
+        return type(self), (self.reason, self.message)  # pickles (through Ray) with both fields
 
 
 @dataclass

@@ -76,7 +76,7 @@ def migrate(src: Replica, dst: Replica, rid: str, out: Collector, *, stages: int
         if rid not in src.engine.scheduler.requests:
             break
         pages = src.export_stage(rid, sent)
-        sent = dst.import_stage(pages) - 1 if pages.num_pages else sent  # the last block is part full
+        sent = dst.import_stage(pages).full_blocks
         for _ in range(steps_between):
             out.take(src.step())
             out.take(dst.step())
