@@ -7,6 +7,8 @@ Implements `controlplane.runtime.base.Cluster`.
   snapshot together; the view used for scheduling is that pushed snapshot plus what this gateway has
   dispatched since (pending requests and tokens).
 - A dead actor fails the streams it served with `InstanceUnavailable` and is marked unhealthy.
+- Live migration (`migrator`, `controlplane/controller/migrator.py`) moves a request between
+  actors; once committed, its stream expects the rest of its chunks from the destination.
 """
 
 from __future__ import annotations
@@ -16,20 +18,22 @@ import contextlib
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from controlplane.errors import InstanceUnavailable, InvalidRequest
+from controlplane.controller.migrator import MigrationOutcome, MigrationSettings, Migrator
+from controlplane.errors import InstanceUnavailable, InvalidRequest, NotFound
 from controlplane.runtime.local import view_of
 from controlplane.runtime.streams import StreamRouter
 from controlplane.runtime.tasks import cancel_and_wait
+from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
 from instances.actor import RemoteInstanceActor
 from instances.replica import ReplicaSpec
-from instances.types import EngineRequest, GenerationChunk, InstanceStats
+from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate
 
 POLL_TIMEOUT_S = 1.0
 
@@ -45,18 +49,28 @@ class _Instance:
 class RayCluster:
     """Instance actors of one model, driven from this process's event loop."""
 
-    def __init__(self, instances: dict[str, _Instance], gateway_id: str, owns_ray: bool) -> None:
+    def __init__(
+        self, instances: dict[str, _Instance], gateway_id: str, owns_ray: bool, model: str,
+        migration: MigrationSettings | None = None,
+    ) -> None:
         self.instances = instances
         self.gateway_id = gateway_id
         self.owns_ray = owns_ray
         self.router = StreamRouter()
+        self.outcomes: list[Callable[[MigrationOutcome], None]] = []  # observers (metrics, tests)
+        self.migrator = Migrator(
+            {iid: inst.handle for iid, inst in instances.items()}, model, migration or MigrationSettings(),
+            on_commit=lambda order: self.router.moved(order.request_id, order.destination),
+            on_outcome=self._observe,
+        )
         self._outq: dict[str, list[tuple[EngineRequest, asyncio.Future]]] = {}
         loop = asyncio.get_running_loop()
         self._pumps = [loop.create_task(self._pump(iid), name=f"pump-{iid}") for iid in instances]
 
     @classmethod
     async def start(
-        cls, specs: list[ReplicaSpec], *, num_cpus_per_instance: float = 1.0, address: str | None = None
+        cls, specs: list[ReplicaSpec], *, num_cpus_per_instance: float = 1.0, address: str | None = None,
+        migration: MigrationSettings | None = None,
     ) -> RayCluster:
         """Start Ray (a local one unless `address`), create and start one actor per spec."""
         owns_ray = not ray.is_initialized()
@@ -77,7 +91,8 @@ class RayCluster:
         }
         stats = await asyncio.gather(*(h.start.remote() for h in handles.values()))
         instances = {iid: _Instance(h, st) for (iid, h), st in zip(handles.items(), stats)}
-        return cls(instances, gateway_id=f"gw-{uuid.uuid4().hex[:8]}", owns_ray=owns_ray)
+        return cls(instances, gateway_id=f"gw-{uuid.uuid4().hex[:8]}", owns_ray=owns_ray,
+                   model=specs[0].model, migration=migration)
 
     # ---- Cluster protocol ---------------------------------------------------------------------
     def views(self) -> list[InstanceView]:
@@ -101,7 +116,8 @@ class RayCluster:
             raise InvalidRequest(error)
         inst.pending_requests += 1
         inst.pending_tokens += len(request.prompt_token_ids)
-        stream = self.router.stream(rid, lambda: self.abort(instance_id, rid))
+        # the abort goes to wherever the request runs by then (it may have migrated)
+        stream = self.router.stream(rid, lambda: self.abort(self.router.instance_of(rid) or instance_id, rid))
         async with contextlib.aclosing(stream):  # closing us closes it at once: the abort is immediate
             async for chunk in stream:
                 yield chunk
@@ -110,6 +126,38 @@ class RayCluster:
         inst = self.instances.get(instance_id)
         if inst is not None and inst.stats.healthy:
             await inst.handle.abort.remote([request_id])
+
+    # ---- migration and drain (the controller's verbs) -------------------------------------------
+    def _observe(self, outcome: MigrationOutcome) -> None:
+        for observe in self.outcomes:
+            observe(outcome)
+
+    def locate(self, request_id: str) -> str:
+        """The instance serving a request this gateway streams; NotFound otherwise."""
+        iid = self.router.instance_of(request_id)
+        if iid is None:
+            raise NotFound(f"request {request_id!r} is not in flight through this gateway")
+        return iid
+
+    async def migration_candidates(self, instance_ids: list[str]) -> dict[str, list[MigrationCandidate]]:
+        """What each healthy instance of `instance_ids` could give away now."""
+        ids = [iid for iid in instance_ids if iid in self.instances and self.instances[iid].stats.healthy]
+        lists = await asyncio.gather(*(self.instances[iid].handle.migration_candidates.remote() for iid in ids),
+                                     return_exceptions=True)
+        for got in lists:
+            if isinstance(got, BaseException) and not isinstance(got, RayError):
+                raise got
+        # an instance that died meanwhile gives nothing away; its pump marks it unhealthy
+        return {iid: got for iid, got in zip(ids, lists) if not isinstance(got, RayError)}
+
+    async def migrate(self, order: MigrationOrder) -> MigrationOutcome:
+        """Carry out one migration (see `Migrator.migrate`)."""
+        return await self.migrator.migrate(order)
+
+    async def set_draining(self, instance_id: str, draining: bool) -> None:
+        """Make an instance refuse (or accept again) new requests and incoming migrations."""
+        inst = self._instance(instance_id)
+        inst.stats = await inst.handle.set_draining.remote(draining)
 
     async def close(self) -> None:
         await cancel_and_wait(self._pumps)

@@ -1,0 +1,118 @@
+"""The controller: plans migrations every tick and carries out operators' drain and migrate.
+
+Every `interval_s` it reads the instances' views, asks the instances that matter for their
+movable requests, runs the migration policy (pure: `controlplane/scheduling/migration.py`) and
+starts each order as its own task; an order the migrator cannot start now (`MigrationBusy`) waits
+for a later tick's plan. Instances are asked for candidates only when the plan can use them: every
+instance while periodic planning is on (`plan_load`), else only while some instance drains (the
+policy's drain rule then sees everyone, as it needs destinations' views only).
+
+`drain(instance)` makes the instance refuse new work and lets the ticks move its requests away;
+`migrate(request, to)` is an operator's single migration, carried out at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from controlplane.controller.migrator import MigrationOutcome
+from controlplane.errors import FlotillaError, NotFound
+from controlplane.scheduling.migration import MigrationOrder, MigrationPolicy
+from controlplane.scheduling.types import InstanceView
+from instances.types import MigrationCandidate
+
+log = logging.getLogger(__name__)
+
+
+class MigratingCluster(Protocol):
+    """What the controller needs of a runtime (`RayCluster` implements it)."""
+
+    def views(self) -> list[InstanceView]: ...
+
+    def locate(self, request_id: str) -> str: ...
+
+    async def migration_candidates(self, instance_ids: list[str]) -> dict[str, list[MigrationCandidate]]: ...
+
+    async def migrate(self, order: MigrationOrder) -> MigrationOutcome: ...
+
+    async def set_draining(self, instance_id: str, draining: bool) -> None: ...
+
+
+class Controller:
+    """Migration planning over one cluster (see the module docstring)."""
+
+    def __init__(
+        self, cluster: MigratingCluster, policy: MigrationPolicy, *, interval_s: float, plan_load: bool,
+    ) -> None:
+        self.cluster = cluster
+        self.policy = policy
+        self.interval_s = interval_s
+        self.plan_load = plan_load
+        self._tasks: set[asyncio.Task] = set()
+        self._in_flight: dict[str, int] = {}
+
+    async def run(self) -> None:
+        """Tick until cancelled; a failing tick is logged and the next one runs."""
+        try:
+            while True:
+                await asyncio.sleep(self.interval_s)
+                try:
+                    await self.tick()
+                except FlotillaError as e:
+                    log.warning("controller tick failed: %s", e.message)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def tick(self) -> list[MigrationOrder]:
+        """Plan once and start the orders; returns them."""
+        views = self.cluster.views()
+        draining = any(v.draining and v.healthy for v in views)
+        if not (self.plan_load or draining):
+            return []
+        ids = [v.instance_id for v in views if v.healthy and (v.running or v.waiting)]
+        candidates = await self.cluster.migration_candidates(ids)
+        orders = self.policy.plan(views, candidates, dict(self._in_flight))
+        for order in orders:
+            self._start(order)
+        return orders
+
+    def _start(self, order: MigrationOrder) -> None:
+        for iid in (order.source, order.destination):
+            self._in_flight[iid] = self._in_flight.get(iid, 0) + 1
+        task = asyncio.get_running_loop().create_task(self._migrate(order))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _migrate(self, order: MigrationOrder) -> None:
+        try:
+            outcome = await self.cluster.migrate(order)
+            if not outcome.committed:
+                log.info("migration of %s %s -> %s: %s %s", order.request_id, order.source,
+                         order.destination, outcome.result, outcome.detail)
+        except FlotillaError as e:  # MigrationBusy: a later tick plans again
+            log.info("migration of %s not started: %s", order.request_id, e.message)
+        finally:
+            for iid in (order.source, order.destination):
+                self._in_flight[iid] -= 1
+
+    async def drain(self, instance_id: str) -> None:
+        """Stop new work on `instance_id`; the next ticks migrate its requests away."""
+        self._view(instance_id)
+        await self.cluster.set_draining(instance_id, True)
+
+    async def migrate(self, request_id: str, to: str) -> MigrationOutcome:
+        """Move one request (an operator's order) to instance `to` now."""
+        self._view(to)
+        order = MigrationOrder(request_id, self.cluster.locate(request_id), to, "admin")
+        return await self.cluster.migrate(order)
+
+    def _view(self, instance_id: str) -> InstanceView:
+        views: Sequence[InstanceView] = self.cluster.views()
+        for v in views:
+            if v.instance_id == instance_id:
+                return v
+        raise NotFound(f"no instance {instance_id!r}; GET /admin/v1/instances lists them")
