@@ -13,10 +13,10 @@ from instances.engine.config import EngineConfig
 from instances.engine.engine import Engine
 from instances.engine.executor import ModelRunner
 from instances.engine.migration import MigrationRefused, SequenceState
-from instances.engine.sequence import Sequence, SequenceStatus
 from instances.engine.output import OutputProcessor
-from instances.models.loader import LoadedModel, load_model
+from instances.engine.sequence import Sequence, SequenceStatus
 from instances.kv_transfer import KVPages, export_pages, import_pages
+from instances.models.loader import LoadedModel, load_model
 from instances.step_trace import StepTrace
 from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate
 

@@ -113,9 +113,9 @@ def test_outputs_identical_with_migrations_at_random_points(loaded):
             stages = rng.randrange(0, 4)
             if migrate(src, dst, rng.choice(running), out, stages=stages):
                 moved.append(stages)
-        if step % 7 == 5 and dst.engine.scheduler.running:  # and back again
-            if migrate(dst, src, rng.choice([s.request_id for s in dst.engine.scheduler.running]), out, stages=1):
-                moved.append(1)
+        back = [s.request_id for s in dst.engine.scheduler.running]
+        if step % 7 == 5 and back and migrate(dst, src, rng.choice(back), out, stages=1):  # and back again
+            moved.append(1)
     assert len(moved) >= 8 and {0, 1, 2, 3} <= set(moved)  # including multi-stage ones
     assert out.finished == {r.request_id for r in reqs}
     assert out.tokens == expected.tokens

@@ -9,3 +9,8 @@ def test_keeps_healthy_in_order():
 
 def test_all_unhealthy_gives_empty_list():
     assert HealthyFilter().filter(REQ, [view("a", healthy=False)]) == []
+
+
+def test_draining_instances_take_no_new_work():
+    a, b = view("a", draining=True), view("b")
+    assert HealthyFilter().filter(REQ, [a, b]) == [b]
