@@ -1,21 +1,29 @@
-"""Named baseline dispatch policies, each a scheduling profile made of registered plugins.
+"""Named scheduling policies: a dispatch profile made of registered plugins, plus, for `llumnix`, a
+migration policy.
 
-These are the comparison points of the simulator's experiments (and can be copied into the serving
-config's `scheduling.profiles`). Every policy drops unhealthy instances first.
+These are the comparison points of the simulator's experiments (the profiles can be copied into the
+serving config's `scheduling.profiles`). Every policy drops unhealthy instances first.
 
-| policy | scorers | picker |
-|---|---|---|
-| `round-robin` | none | `round_robin` |
-| `random` | none | `random` |
-| `least-requests` | `least_requests` | `max_score` |
-| `power-of-two` | `least_requests` | `power_of_two` |
-| `infaas` | `infaas` (INFaaS++ of the Llumnix paper) | `max_score` |
+| policy | scorers | picker | migration |
+|---|---|---|---|
+| `round-robin` | none | `round_robin` | none |
+| `random` | none | `random` | none |
+| `least-requests` | `least_requests` | `max_score` | none |
+| `power-of-two` | `least_requests` | `power_of_two` | none |
+| `infaas` | `infaas` (INFaaS++ of the Llumnix paper) | `max_score` | none |
+| `llumnix` | `llumnix` (freeness with virtual usages) | `max_score` | `LlumnixMigrationPolicy` |
+
+`BASELINE_POLICIES` are the dispatch-only baselines; `POLICIES` adds `llumnix`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from controlplane.config import ProfileConfig
 from controlplane.errors import ConfigError
+from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
+from controlplane.scheduling.migration import MigrationPolicy
 
 BASELINE_POLICIES: dict[str, ProfileConfig] = {
     "round-robin": ProfileConfig(filters=("healthy",), scorers={}, picker="round_robin"),
@@ -29,12 +37,24 @@ BASELINE_POLICIES: dict[str, ProfileConfig] = {
     "infaas": ProfileConfig(filters=("healthy",), scorers={"infaas": 1.0}, picker="max_score"),
 }
 
+POLICIES: dict[str, ProfileConfig] = {
+    **BASELINE_POLICIES,
+    "llumnix": ProfileConfig(filters=("healthy",), scorers={"llumnix": 1.0}, picker="max_score"),
+}
+
+MIGRATION_POLICIES: dict[str, Callable[[], MigrationPolicy]] = {"llumnix": LlumnixMigrationPolicy}
+"""Policy name -> a fresh migration policy with default settings (policies without one: none)."""
+
 
 def policy_profile(name: str) -> ProfileConfig:
-    """A copy of baseline policy `name`'s profile; raises ConfigError listing the known policies."""
+    """A copy of policy `name`'s dispatch profile; raises ConfigError listing the known policies."""
     try:
-        return BASELINE_POLICIES[name].model_copy(deep=True)
+        return POLICIES[name].model_copy(deep=True)
     except KeyError:
-        raise ConfigError(
-            f"unknown dispatch policy {name!r} (known: {', '.join(sorted(BASELINE_POLICIES))})"
-        ) from None
+        raise ConfigError(f"unknown dispatch policy {name!r} (known: {', '.join(sorted(POLICIES))})") from None
+
+
+def policy_migration(name: str) -> MigrationPolicy | None:
+    """A fresh migration policy of policy `name`, or None when it only dispatches."""
+    factory = MIGRATION_POLICIES.get(name)
+    return None if factory is None else factory()

@@ -24,6 +24,7 @@ from controlplane.scheduling.plugins.free_kv import FreeKVScorer
 from controlplane.scheduling.plugins.healthy import HealthyFilter
 from controlplane.scheduling.plugins.infaas import InfaasScorer
 from controlplane.scheduling.plugins.least_requests import LeastRequestsScorer
+from controlplane.scheduling.plugins.llumnix import LlumnixScorer
 from controlplane.scheduling.plugins.load import LoadScorer
 from controlplane.scheduling.plugins.max_score import MaxScorePicker
 from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
@@ -36,6 +37,7 @@ SCORERS: dict[str, Callable[[], Scorer]] = {
     "free_kv": FreeKVScorer,
     "least_requests": LeastRequestsScorer,
     "infaas": InfaasScorer,
+    "llumnix": LlumnixScorer,
 }
 PICKERS: dict[str, Callable[[], Picker]] = {
     "round_robin": RoundRobinPicker,

@@ -63,7 +63,7 @@ def test_unknown_policy_lists_the_known_ones():
         policy_profile("least_requests")
     assert info.value.message == (
         "unknown dispatch policy 'least_requests' "
-        "(known: infaas, least-requests, power-of-two, random, round-robin)"
+        "(known: infaas, least-requests, llumnix, power-of-two, random, round-robin)"
     )
 
 

@@ -69,7 +69,7 @@ def test_each_profile_gets_its_own_plugin_instances():
             ProfileConfig(scorers={"lod": 1.0}),
             (
                 "config error: scheduling.profiles.p.scorers: unknown scorer 'lod' "
-                "(known: free_kv, infaas, least_requests, load)"
+                "(known: free_kv, infaas, least_requests, llumnix, load)"
             ),
         ),
         (

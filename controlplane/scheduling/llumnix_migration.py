@@ -1,0 +1,224 @@
+"""`LlumnixMigrationPolicy`: Llumnix's migration rules over instance snapshots (a `MigrationPolicy`).
+
+Source: B. Sun et al., "Llumnix: Dynamic Scheduling for Large Language Model Serving", OSDI 2024,
+sections 4.4-4.5. Every rule reads the migration freeness of `plugins/llumnix.py`
+(`llumnix_freeness`: free blocks less the head-of-line demand and, on an instance serving
+high-priority requests, the headroom, per running request; -inf when draining). Rules, in the order
+they claim the per-instance in-flight budget:
+
+1. `drain`: a healthy draining instance gives away everything, queued requests first, to the
+   freest instances that can hold them.
+2. `priority`: an instance serving HIGH requests whose headroom is eaten (freeness < 0: free blocks
+   less the head-of-line demand are below `headroom_blocks`) moves its other requests away.
+3. `defrag`: an instance whose head-of-line request cannot fit (`head_demand_blocks >
+   free_blocks`) moves a running request away: the cheapest that frees enough, else the largest.
+4. `load`: sources (freeness < `source_freeness`, least free first) pair one-to-one with
+   destinations (freeness > `destination_freeness`, freest first), as Llumnix pairs them; each pair
+   moves one request, and only while that leaves the destination at least as free as the source.
+
+Request choice on a source: lowest class first (OFFLINE, then LOW, NORMAL, HIGH), then the cheapest
+to move (fewest KV blocks; a queued request has none), then the last admitted. Destinations are
+healthy, not draining, not the source, and can hold the request's tokens without blocking their own
+head-of-line request or eating their headroom; among them the freest (lowest id on ties). Each
+order adds one to the in-flight count of both ends, and no instance goes over `max_in_flight`.
+Planning updates the ends' free blocks and batch sizes as it orders, so one plan does not send
+everything to the same destination. Pure: snapshots in, orders out; no clock, no randomness.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from controlplane.scheduling.migration import MigrationOrder
+from controlplane.scheduling.plugins.llumnix import DEFAULT_HEADROOM_BLOCKS, llumnix_freeness
+from controlplane.scheduling.types import InstanceView
+from instances.types import MigrationCandidate, Priority
+
+
+@dataclass(frozen=True)
+class LlumnixMigrationSettings:
+    """Thresholds in freeness units (KV blocks per running request) and per-instance limits."""
+
+    source_freeness: float = 8.0  # load: an instance below this gives requests away
+    destination_freeness: float = 32.0  # load, priority, defrag: a destination is above this
+    headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS  # kept free on instances serving HIGH requests
+    max_in_flight: int = 1  # migrations per instance at once, as source or destination
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.source_freeness) and math.isfinite(self.destination_freeness)):
+            raise ValueError("migration freeness thresholds must be finite numbers")
+        if self.destination_freeness < self.source_freeness:
+            raise ValueError(f"destination_freeness ({self.destination_freeness}) must be >= "
+                             f"source_freeness ({self.source_freeness})")
+        if self.headroom_blocks < 0:
+            raise ValueError(f"headroom_blocks must be >= 0, got {self.headroom_blocks}")
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
+
+
+class LlumnixMigrationSection(BaseModel):
+    """The config tree's form of `LlumnixMigrationSettings` (to mount as e.g.
+    `controller.migration.llumnix`); `settings()` gives the dataclass."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_freeness: float = Field(default=8.0, allow_inf_nan=False)
+    destination_freeness: float = Field(default=32.0, allow_inf_nan=False)
+    headroom_blocks: int = Field(default=DEFAULT_HEADROOM_BLOCKS, ge=0)
+    max_in_flight: int = Field(default=1, ge=1)
+
+    def settings(self) -> LlumnixMigrationSettings:
+        """The dataclass; raises ValueError when destination_freeness < source_freeness."""
+        return LlumnixMigrationSettings(**self.model_dump())
+
+
+_VIEW_FIELDS = tuple(f.name for f in fields(InstanceView))
+
+
+def _with(v: InstanceView, **changes: int) -> InstanceView:
+    """A plain `InstanceView` equal to `v` but for `changes` (`v` may be a subclass computing its
+    fields, such as the simulator's `DecodeRunView`, which `dataclasses.replace` cannot rebuild)."""
+    return InstanceView(**{**{name: getattr(v, name) for name in _VIEW_FIELDS}, **changes})
+
+
+def request_order(c: MigrationCandidate) -> tuple[int, int, int, str]:
+    """Sort key of the requests a source gives away: lowest class, fewest blocks, last admitted."""
+    return (-c.priority, c.num_blocks, -c.order, c.request_id)
+
+
+class _Plan:
+    """The orders of one `plan` call and the load they move (views updated as orders are made)."""
+
+    def __init__(self, views: Sequence[InstanceView], in_flight: Mapping[str, int], s: LlumnixMigrationSettings):
+        self.s = s
+        self.views = {v.instance_id: v for v in sorted(views, key=lambda v: v.instance_id)}
+        self.in_flight = {i: in_flight.get(i, 0) for i in self.views}
+        self.orders: list[MigrationOrder] = []
+        self.moved: set[str] = set()
+
+    def freeness(self, instance_id: str) -> float:
+        return llumnix_freeness(self.views[instance_id], self.s.headroom_blocks)
+
+    def has_budget(self, instance_id: str) -> bool:
+        return self.in_flight[instance_id] < self.s.max_in_flight
+
+    def room(self, v: InstanceView) -> int:
+        """Blocks a destination can give a newcomer without blocking its queue or eating headroom."""
+        return v.free_blocks - v.head_demand_blocks - (self.s.headroom_blocks if v.high_priority else 0)
+
+    def destination(self, source: str, cand: MigrationCandidate, accept: Callable[[str], bool]) -> str | None:
+        """The freest destination that can hold `cand` and that `accept` allows, or None."""
+        need = -(-cand.num_tokens // self.views[source].block_size)
+        best, best_free = None, -math.inf
+        for d, v in self.views.items():
+            if (d != source and v.healthy and not v.draining and self.has_budget(d)
+                    and self.room(v) >= need and accept(d) and (f := self.freeness(d)) > best_free):
+                best, best_free = d, f
+        return best
+
+    def order(self, cand: MigrationCandidate, source: str, destination: str, reason: str) -> None:
+        src, dst = self.views[source], self.views[destination]
+        need = -(-cand.num_tokens // dst.block_size)
+        self.views[source] = _with(src, free_blocks=src.free_blocks + cand.num_blocks,
+                                     running=src.running - cand.running)
+        self.views[destination] = _with(dst, free_blocks=dst.free_blocks - need, running=dst.running + 1,
+                                          high_priority=dst.high_priority + (cand.priority == Priority.HIGH))
+        self.in_flight[source] += 1
+        self.in_flight[destination] += 1
+        self.moved.add(cand.request_id)
+        self.orders.append(MigrationOrder(cand.request_id, source, destination, reason))
+
+    def movable(self, cands: Sequence[MigrationCandidate], key=request_order) -> list[MigrationCandidate]:
+        return sorted((c for c in cands if c.request_id not in self.moved), key=key)
+
+
+class LlumnixMigrationPolicy:
+    """Plans Llumnix's migrations (see the module docstring); implements `MigrationPolicy`."""
+
+    def __init__(self, settings: LlumnixMigrationSettings | None = None) -> None:
+        self.settings = settings or LlumnixMigrationSettings()
+
+    def plan(
+        self,
+        views: Sequence[InstanceView],
+        candidates: Mapping[str, Sequence[MigrationCandidate]],
+        in_flight: Mapping[str, int],
+    ) -> list[MigrationOrder]:
+        """The migrations to start now (see `MigrationPolicy.plan`). Reads `candidates` only for
+        the instances some rule makes a source."""
+        p = _Plan(views, in_flight, self.settings)
+        live = [i for i, v in p.views.items() if v.healthy]
+        self._drain(p, [i for i in live if p.views[i].draining], candidates)
+        serving = [i for i in live if not p.views[i].draining]
+        self._priority(p, [i for i in serving if p.views[i].high_priority and p.freeness(i) < 0], candidates)
+        self._defrag(p, [i for i in serving if p.views[i].head_demand_blocks > p.views[i].free_blocks],
+                     candidates)
+        self._load(p, serving, candidates)
+        return p.orders
+
+    def _drain(self, p: _Plan, sources: list[str], candidates: Mapping[str, Sequence[MigrationCandidate]]) -> None:
+        def queued_first(c: MigrationCandidate) -> tuple[bool, tuple[int, int, int, str]]:
+            return (c.running, request_order(c))
+
+        for src in sources:
+            for cand in p.movable(candidates.get(src, ()), queued_first):
+                if not p.has_budget(src):
+                    break
+                dst = p.destination(src, cand, lambda d: True)
+                if dst is not None:
+                    p.order(cand, src, dst, "drain")
+
+    def _priority(self, p: _Plan, sources: list[str], candidates: Mapping[str, Sequence[MigrationCandidate]]) -> None:
+        threshold = self.settings.destination_freeness
+        for src in sources:
+            for cand in p.movable(candidates.get(src, ())):
+                if not p.has_budget(src) or cand.priority == Priority.HIGH:
+                    break  # HIGH requests come last in request order: none left to move
+                dst = p.destination(src, cand, lambda d: p.freeness(d) > threshold)
+                if dst is not None:
+                    p.order(cand, src, dst, "priority")
+
+    def _defrag(self, p: _Plan, sources: list[str], candidates: Mapping[str, Sequence[MigrationCandidate]]) -> None:
+        threshold = self.settings.destination_freeness
+        for src in sources:
+            if not p.has_budget(src):
+                continue
+            v = p.views[src]
+            deficit = v.head_demand_blocks - v.free_blocks
+
+            def frees_enough_cheapest(c: MigrationCandidate, deficit: int = deficit) -> tuple[int, int, int, int]:
+                covers = c.num_blocks >= deficit
+                return (-c.priority, 0 if covers else 1, c.num_blocks if covers else -c.num_blocks, -c.order)
+
+            for cand in p.movable([c for c in candidates.get(src, ()) if c.running], frees_enough_cheapest):
+                dst = p.destination(src, cand, lambda d: p.freeness(d) > threshold)
+                if dst is not None:
+                    p.order(cand, src, dst, "defrag")
+                    break
+
+    def _load(self, p: _Plan, serving: list[str], candidates: Mapping[str, Sequence[MigrationCandidate]]) -> None:
+        s = self.settings
+        sources = sorted((i for i in serving if p.has_budget(i) and p.freeness(i) < s.source_freeness),
+                         key=lambda i: (p.freeness(i), i))
+        dests = sorted((i for i in serving if p.has_budget(i) and p.freeness(i) > s.destination_freeness),
+                       key=lambda i: (-p.freeness(i), i))
+        for src, dst in zip(sources, dests):
+            for cand in p.movable(candidates.get(src, ())):
+                if p.destination(src, cand, lambda d, dst=dst: d == dst) is None:
+                    continue
+                if self._balances(p, cand, src, dst):
+                    p.order(cand, src, dst, "load")
+                    break
+
+    def _balances(self, p: _Plan, cand: MigrationCandidate, src: str, dst: str) -> bool:
+        """Whether after moving `cand` the destination is still at least as free as the source."""
+        s, d = p.views[src], p.views[dst]
+        need = -(-cand.num_tokens // d.block_size)
+        after_src = _with(s, free_blocks=s.free_blocks + cand.num_blocks, running=s.running - cand.running)
+        after_dst = _with(d, free_blocks=d.free_blocks - need, running=d.running + 1)
+        h = self.settings.headroom_blocks
+        return llumnix_freeness(after_dst, h) >= llumnix_freeness(after_src, h)

@@ -1,0 +1,78 @@
+"""`llumnix` scorer: dispatch to the freest instance by Llumnix's freeness, with its two virtual usages.
+
+Source: B. Sun et al., "Llumnix: Dynamic Scheduling for Large Language Model Serving", OSDI 2024
+(arXiv:2406.03243), section 4.4. An instance's freeness is `(M - sum V) / B`: the KV memory left
+after the *virtual usage* V of its requests, per request of its batch B. Virtual usages turn every
+scheduling goal into load that dispatch and migration then even out:
+
+- queued requests count with their real demand (de-fragmentation: a head-of-line request that
+  does not fit makes its instance look loaded, so migration moves running requests away);
+- an instance serving high-priority requests reserves `headroom_blocks` (priority isolation: it
+  looks less free, so normal work avoids it and migration moves normal work off it);
+- a draining instance carries an infinitely large virtual request: its freeness is -inf.
+
+Two readings, as Llumnix's own load calculator has (`dispatch` and `migrate` loads):
+
+    migration: (free_blocks - head_demand_blocks - headroom) / max(1, running)
+    dispatch:  (free_blocks - queued_blocks - pending_blocks - headroom)
+                   / max(1, running + waiting + pending_requests)
+
+where `queued_blocks = ceil(queued_prompt_tokens / block_size)` (every queued or still-prefilling
+token) and `pending_*` are the gateway's dispatches the snapshot does not count yet. Migration
+reads the head of the line only (what blocks admission now); dispatch reads the whole queue, or a
+burst placed between two snapshots would all go to one instance whose freeness did not move.
+`headroom = headroom_blocks` when `view.high_priority > 0`, else 0.
+
+The scorer normalises dispatch freeness over the candidates, `(f - min_f) / (max_f - min_f)` with
+finite values only: the freest scores 1, the least free 0, a draining instance 0; all equal: 1.
+With the `max_score` picker a request goes to the freest instance (lowest id on ties).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from controlplane.scheduling.types import InstanceView, RequestView
+
+DEFAULT_HEADROOM_BLOCKS = 64
+"""Blocks an instance serving high-priority requests keeps free by default (the `llumnix` scorer's
+and `LlumnixMigrationSettings`' default): about a thousand 16-token slots."""
+
+
+def _freeness(view: InstanceView, demand_blocks: int, batch: int, headroom_blocks: int) -> float:
+    if view.draining:
+        return -math.inf
+    reserved = headroom_blocks if view.high_priority > 0 else 0
+    return (view.free_blocks - demand_blocks - reserved) / max(1, batch)
+
+
+def llumnix_freeness(view: InstanceView, headroom_blocks: int) -> float:
+    """Freeness as migration reads it (see the module docstring): KV blocks per running request,
+    after the head-of-line queued request's demand and the high-priority headroom; -inf draining."""
+    return _freeness(view, view.head_demand_blocks, view.running, headroom_blocks)
+
+
+def dispatch_freeness(view: InstanceView, headroom_blocks: int) -> float:
+    """Freeness as dispatch reads it (see the module docstring): every queued and pending token's
+    blocks count, and every queued and pending request shares the rest; -inf draining."""
+    demand = -(-(view.queued_prompt_tokens + view.pending_tokens) // view.block_size)
+    return _freeness(view, demand, view.running + view.waiting + view.pending_requests, headroom_blocks)
+
+
+class LlumnixScorer:
+    """Scores candidates by normalised dispatch freeness (see the module docstring)."""
+
+    def __init__(self, headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS) -> None:
+        if headroom_blocks < 0:
+            raise ValueError(f"headroom_blocks must be >= 0, got {headroom_blocks}")
+        self.headroom_blocks = headroom_blocks
+
+    def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
+        values = [dispatch_freeness(c, self.headroom_blocks) for c in cands]
+        finite = [f for f in values if f != -math.inf]
+        if not finite:
+            return [0.0] * len(values)
+        lowest, highest = min(finite), max(finite)
+        span = highest - lowest
+        return [0.0 if f == -math.inf else 1.0 if span <= 0 else (f - lowest) / span for f in values]

@@ -1,0 +1,69 @@
+"""Llumnix freeness by hand: head-of-line demand, high-priority headroom, draining; the scorer."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from controlplane.scheduling.plugins.llumnix import LlumnixScorer, dispatch_freeness, llumnix_freeness
+from controlplane.scheduling.policies import POLICIES, policy_migration, policy_profile
+from controlplane.scheduling.registry import build_framework
+from tests.controlplane.scheduling.helpers import REQ, view
+
+
+def test_migration_freeness_subtracts_the_head_of_line_demand_per_running_request():
+    v = view("a", running=4, waiting=3, free_blocks=100, head_demand_blocks=20, queued_prompt_tokens=800)
+    assert llumnix_freeness(v, headroom_blocks=0) == (100 - 20) / 4
+
+
+def test_headroom_counts_only_on_instances_serving_high_priority_requests():
+    normal = view("a", running=2, free_blocks=100)
+    high = view("b", running=2, free_blocks=100, high_priority=1)
+    assert llumnix_freeness(normal, headroom_blocks=30) == 50.0
+    assert llumnix_freeness(high, headroom_blocks=30) == (100 - 30) / 2
+
+
+def test_a_draining_instance_is_infinitely_loaded():
+    v = view("a", free_blocks=100, draining=True)
+    assert llumnix_freeness(v, 0) == -math.inf
+    assert dispatch_freeness(v, 0) == -math.inf
+
+
+def test_an_idle_instance_divides_by_one():
+    assert llumnix_freeness(view("a", free_blocks=7), 0) == 7.0
+
+
+def test_dispatch_freeness_counts_the_whole_queue_and_pending_dispatches():
+    # queued 100 + pending 60 tokens = 10 blocks; batch = 2 running + 3 waiting + 1 pending
+    v = view("a", running=2, waiting=3, free_blocks=100, queued_prompt_tokens=100, pending_tokens=60,
+             pending_requests=1, head_demand_blocks=2, high_priority=1)
+    assert dispatch_freeness(v, headroom_blocks=30) == (100 - 10 - 30) / 6
+
+
+def test_scorer_normalises_and_scores_draining_zero():
+    cands = [view("a", running=1, free_blocks=10), view("b", running=1, free_blocks=50),
+             view("c", free_blocks=100, draining=True), view("d", running=1, free_blocks=30)]
+    assert LlumnixScorer(headroom_blocks=0).score(REQ, cands) == [0.0, 1.0, 0.0, 0.5]
+
+
+def test_scorer_all_equal_scores_one_and_all_draining_zero():
+    assert LlumnixScorer().score(REQ, [view("a"), view("b")]) == [1.0, 1.0]
+    assert LlumnixScorer().score(REQ, [view("a", draining=True)]) == [0.0]
+
+
+def test_scorer_rejects_negative_headroom():
+    with pytest.raises(ValueError, match="headroom_blocks"):
+        LlumnixScorer(headroom_blocks=-1)
+
+
+def test_llumnix_policy_dispatches_to_the_freest_and_migrates():
+    fw = build_framework(POLICIES)
+    views = [view("a", running=3, free_blocks=60), view("b", running=1, free_blocks=40, high_priority=1),
+             view("c", running=2, free_blocks=50)]
+    # freeness: a 20, b (40 - 64 headroom) / 1 < 0, c 25
+    assert fw.schedule("llumnix", REQ, views, random.Random(0)).instance_id == "c"
+    assert policy_profile("llumnix").scorers == {"llumnix": 1.0}
+    assert policy_migration("llumnix") is not None
+    assert policy_migration("infaas") is None
