@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from instances.types import Priority
+
 MOONCAKE_BLOCK_TOKENS = 512
 """Tokens per Mooncake hash id: the trace publishes one id per 512-token prefix block."""
 
@@ -17,7 +19,8 @@ class TraceRequest:
     when present, names the request's prompt blocks, exactly `ceil(prompt_len / block_tokens)` of
     them: block `i` covers prompt tokens `[i * block_tokens, (i + 1) * block_tokens)` (the last one
     truncated to `prompt_len`), and equal ids mean equal token blocks (see
-    `benchmarks.workload.tokens`). Without `hash_ids` the prompt is random tokens.
+    `benchmarks.workload.tokens`). Without `hash_ids` the prompt is random tokens. `priority` is
+    its class (`instances.types.Priority`: HIGH, NORMAL, LOW, OFFLINE).
 
     Raises ValueError from the constructor when a field is out of range.
     """
@@ -27,6 +30,7 @@ class TraceRequest:
     output_len: int
     hash_ids: tuple[int, ...] | None = None
     block_tokens: int = MOONCAKE_BLOCK_TOKENS
+    priority: int = Priority.NORMAL
 
     def __post_init__(self) -> None:
         if not self.arrival_s >= 0.0:  # also rejects NaN
@@ -35,6 +39,8 @@ class TraceRequest:
             raise ValueError(f"prompt_len must be >= 1, got {self.prompt_len}")
         if self.output_len < 1:
             raise ValueError(f"output_len must be >= 1, got {self.output_len}")
+        if self.priority not in Priority.__members__.values():
+            raise ValueError(f"priority must be one of {[int(p) for p in Priority]}, got {self.priority}")
         if self.block_tokens < 1:
             raise ValueError(f"block_tokens must be >= 1, got {self.block_tokens}")
         if self.hash_ids is not None and len(self.hash_ids) != blocks_for(self.prompt_len, self.block_tokens):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.workload.arrivals import with_arrivals
+from benchmarks.workload.classes import with_high_priority, with_offline
 from benchmarks.workload.request import TraceRequest
 from benchmarks.workload.sources import load_trace
 from benchmarks.workload.tokens import DEFAULT_VOCAB, check_vocab
@@ -34,6 +35,8 @@ class WorkloadSpec:
     divided by `rate_scale`, and lengths are multiplied by
     `length_scale` and clamped to [1, `max_input_len`] / [1, `max_output_len`].
     `seed` drives arrivals and prompt token ids; `vocab` is the prompt id range [lo, hi).
+    Classes (`benchmarks.workload.classes`), last: each request is HIGH priority with probability
+    `high_priority_fraction`, and OFFLINE requests arrive beside them at `offline_rate` per second.
     Raises ValueError from the constructor on an inconsistent or out-of-range field, so building a
     valid spec can only fail on the trace file itself.
     """
@@ -51,6 +54,8 @@ class WorkloadSpec:
     max_output_len: int | None = None
     seed: int = 0
     vocab: tuple[int, int] = DEFAULT_VOCAB
+    high_priority_fraction: float = 0.0
+    offline_rate: float = 0.0
 
     def __post_init__(self) -> None:
         synthetic = self.input_len is not None or self.output_len is not None
@@ -80,6 +85,10 @@ class WorkloadSpec:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
         check_vocab(self.vocab)
+        if not 0.0 <= self.high_priority_fraction <= 1.0:
+            raise ValueError(f"high_priority_fraction must be in [0, 1], got {self.high_priority_fraction}")
+        if not (self.offline_rate >= 0.0 and math.isfinite(self.offline_rate)):
+            raise ValueError(f"offline_rate must be a finite number >= 0, got {self.offline_rate}")
 
     def describe(self) -> dict[str, object]:
         """The spec as JSON-ready values (an infinite rate is written as the string "inf")."""
@@ -111,4 +120,6 @@ def build_workload(spec: WorkloadSpec, data_dir: Path | None = None) -> list[Tra
         rate = math.inf if spec.request_rate is None else spec.request_rate
         requests = with_arrivals(requests, rate, spec.cv, np.random.default_rng(spec.seed))
     requests = scale_rate(requests, spec.rate_scale)
-    return scale_lengths(requests, spec.length_scale, spec.max_input_len, spec.max_output_len)
+    requests = scale_lengths(requests, spec.length_scale, spec.max_input_len, spec.max_output_len)
+    requests = with_high_priority(requests, spec.high_priority_fraction, spec.seed)
+    return with_offline(requests, spec.offline_rate, spec.seed)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from benchmarks.serving_metrics import SLO
 from controlplane.config import ProfileConfig
 from controlplane.runtime.sim.host import HostModel
+from controlplane.runtime.sim.migration import MigrationModel
 from controlplane.runtime.sim.noise import StepNoise
 from instances.engine.config import EngineConfig
 from instances.latency.base import LatencyModel
@@ -34,6 +35,10 @@ class SimConfig:
     `host` (`host.HostModel`) puts the instances on one machine's CPUs; `noise` (`noise.StepNoise`)
     replays a served cluster's measured step-time deviations. With either, every step is an event
     (no decode runs, `max_run_steps` is ignored).
+
+    `migration` (`migration.MigrationModel`): a controller tick every `interval_s` of virtual time
+    runs its migration policy and the simulator carries out the orders; None: no migration, no
+    ticks.
     """
 
     instances: int
@@ -50,6 +55,7 @@ class SimConfig:
     host: HostModel | None = None
     noise: StepNoise | None = None
     max_run_steps: int = 256
+    migration: MigrationModel | None = None
 
     def __post_init__(self) -> None:
         if self.instances < 1:

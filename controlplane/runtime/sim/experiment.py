@@ -19,9 +19,11 @@ from benchmarks.serving_metrics import SLO, RequestTimeline
 from benchmarks.workload import WorkloadSpec, build_workload
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.loop import Progress, Simulation
+from controlplane.runtime.sim.migration import MigrationModel
 from controlplane.runtime.sim.results import results
 from controlplane.runtime.sim.workload import SimWorkload
-from controlplane.scheduling.policies import policy_profile
+from controlplane.scheduling.migration import MigrationPolicy
+from controlplane.scheduling.policies import policy_migration, policy_profile
 from instances.engine.config import EngineConfig
 from instances.latency import build_latency_model, gpu_spec, kv_capacity_blocks, model_spec
 
@@ -45,6 +47,12 @@ class Experiment:
     seed: int = 0
     slo: SLO | None = None
     max_run_steps: int = 256  # see SimConfig: speed only, never the results
+    # migration, for a policy that has one (`policies.MIGRATION_POLICIES`): `migration_policy`
+    # replaces its default-settings policy; the rest are `MigrationModel`'s transfer model
+    migration_policy: MigrationPolicy | None = None
+    migration_interval_s: float = 0.05
+    migration_bandwidth_bytes_s: float = 10e9
+    migration_overhead_s: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,22 @@ def sim_config(exp: Experiment) -> SimConfig:
         seed=exp.seed,
         slo=exp.slo,
         max_run_steps=exp.max_run_steps,
+        migration=migration_model(exp),
+    )
+
+
+def migration_model(exp: Experiment) -> MigrationModel | None:
+    """How `exp`'s policy migrates (None: it only dispatches); blocks are priced with the model's
+    KV bytes per token."""
+    policy = exp.migration_policy or policy_migration(exp.policy)
+    if policy is None:
+        return None
+    return MigrationModel(
+        policy=policy,
+        kv_bytes_per_block=exp.block_size * model_spec(exp.model).kv_bytes_per_token,
+        interval_s=exp.migration_interval_s,
+        bandwidth_bytes_s=exp.migration_bandwidth_bytes_s,
+        overhead_s=exp.migration_overhead_s,
     )
 
 

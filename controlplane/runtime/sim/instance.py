@@ -82,7 +82,8 @@ class SimInstance:
     ) -> None:
         self.instance_id = instance_id
         self.executor = SimExecutor()
-        self.engine = Engine(config, self.executor, instance_id=instance_id, clock=_no_clock)
+        # the engine's clock is virtual time: migration reservations read it (steps are timed here)
+        self.engine = Engine(config, self.executor, instance_id=instance_id, clock=lambda: clock.now)
         self.latency = latency
         self.clock = clock
         self.recorder = recorder
@@ -108,12 +109,24 @@ class SimInstance:
         """Queue a request (already `check`ed); it joins the next step. If a decode run was in
         progress it is cut at the step in progress on the clock, and the time that step ends (the
         instance's new end of work) is returned; otherwise None."""
-        end = None
-        if self._run is not None:
-            end = self._cut(bisect_right(self._run.ends, self.clock.work))
+        end = self.interrupt()
         self.engine.add_request(req)
-        self.view = view_of(self.engine.stats())
+        self.refresh()
         return end
+
+    def interrupt(self) -> float | None:
+        """Before anything but a step changes the engine (an arrival, a migration verb): a decode run
+        in progress is cut at the step in progress on the clock, and the time that step ends (the
+        instance's new end of work) is returned; None when no run was in progress. The engine is
+        then exactly as stepping one step at a time would have left it, mid-step."""
+        if self._run is None:
+            return None
+        return self._cut(bisect_right(self._run.ends, self.clock.work))
+
+    def refresh(self) -> None:
+        """Take a new snapshot for `view` after the engine changed outside a step (call
+        `interrupt` before the change)."""
+        self.view = view_of(self.engine.stats())
 
     def start(self, now: float) -> float | None:
         """Start the next work at `now` (the instance is idle); returns the time it ends, or None
@@ -204,7 +217,3 @@ class SimInstance:
             self.recorder.run_tokens([seq.request_id for seq in plan.seqs], run.ends[:steps])
         self._begin(self.engine.begin_step())
         return run.ends[steps]
-
-
-def _no_clock() -> float:
-    raise RuntimeError("a simulated engine has no wall clock; step it with start/finish")

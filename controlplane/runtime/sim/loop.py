@@ -32,6 +32,7 @@ from controlplane.errors import NoCapacity
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.host import WorkClock
 from controlplane.runtime.sim.instance import SimInstance
+from controlplane.runtime.sim.migration import MigrationStats, Migrator
 from controlplane.runtime.sim.recorder import Recorder
 from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.scheduling.framework import SchedulingFramework
@@ -54,7 +55,8 @@ class SimRun:
     instances: list[SimInstance]
     engine: EngineConfig  # as run: prefix caching is off for workloads that share no prefix
     duration_s: float
-    events: int  # arrivals and ends of work (steps or decode runs)
+    events: int  # arrivals, ends of work (steps or decode runs), controller ticks, migration stages
+    migrations: MigrationStats | None = None  # with a migration model
 
     @property
     def steps(self) -> int:
@@ -92,6 +94,8 @@ class Simulation:
         self._current = [0] * config.instances  # sequence of each instance's live heap entry
         self._seq = 0
         self._ran = False
+        self.migrator = None if config.migration is None else Migrator(
+            config.migration, self.instances, self._touch, self._settle)
 
     def run(self, progress: Progress | None = None) -> SimRun:
         """Replay every request to completion. Raises RuntimeError if called twice."""
@@ -105,10 +109,20 @@ class Simulation:
         instances = self.instances
         work = self.work
         placements = self._placements()
+        migrator = self.migrator
         now = 0.0
         events = 0
         next_arrival = 0
-        while next_arrival < total or ends:
+        while next_arrival < total or ends or (migrator is not None and migrator.busy):
+            if migrator is not None:
+                due = migrator.next_time()
+                if ((not ends or due < work.time_of(ends[0][0]))
+                        and (next_arrival >= total or due < placements[next_arrival][0])):
+                    now = due
+                    work.advance(now)
+                    migrator.fire(now)
+                    events += 1
+                    continue
             if ends and (next_arrival >= total or work.time_of(ends[0][0]) <= placements[next_arrival][0]):
                 end, seq, k = heapq.heappop(ends)
                 if seq != current[k]:
@@ -120,6 +134,8 @@ class Simulation:
                     self._schedule(k, end)  # a decode run priced further: nothing happened yet
                 else:
                     self.recorder.tokens(inst.finish(), now)
+                    if migrator is not None:
+                        migrator.at_step_boundary(k, now)
                     self._start(k)
                     if not inst.busy:
                         work.set_stepping(work.stepping - 1)
@@ -133,7 +149,8 @@ class Simulation:
                 progress(self.recorder.finished, total, now)
         if progress is not None:
             progress(self.recorder.finished, total, now)
-        return SimRun(self.recorder, instances, self.engine, now, events)
+        return SimRun(self.recorder, instances, self.engine, now, events,
+                      None if migrator is None else migrator.stats)
 
     def _placements(self) -> list[tuple[float, int]]:
         """(placement time, request index) of every request in placement order: its arrival plus
@@ -159,11 +176,26 @@ class Simulation:
         self._current[k] = self._seq
         heapq.heappush(self._ends, (end, self._seq, k))
 
+    def _touch(self, k: int) -> None:
+        """Before a change to instance k's engine outside its steps: cut its decode run, if any."""
+        end = self.instances[k].interrupt()
+        if end is not None:
+            self._schedule(k, end)
+
+    def _settle(self, k: int) -> None:
+        """After such a change: refresh instance k's view and start it if it is idle."""
+        inst = self.instances[k]
+        inst.refresh()
+        if not inst.busy:
+            self._start(k)
+            if inst.busy:
+                self.work.set_stepping(self.work.stepping + 1)
+
     def _arrive(self, index: int, now: float) -> None:
         trace = self.workload.requests[index]
         request_id = f"req-{index}"
-        self.recorder.sent(request_id, trace.prompt_len, trace.arrival_s)
-        view = RequestView(request_id, trace.prompt_len, trace.output_len)
+        self.recorder.sent(request_id, trace.prompt_len, trace.arrival_s, trace.priority)
+        view = RequestView(request_id, trace.prompt_len, trace.output_len, trace.priority)
         try:
             chosen = self.framework.schedule(
                 self.config.policy, view, [inst.view for inst in self.instances], self.rng
@@ -178,6 +210,7 @@ class Simulation:
             prompt_token_ids=self.workload.prompt(index),
             sampling=SamplingParams(max_tokens=trace.output_len, temperature=0.0, ignore_eos=True),
             arrival_time=now,
+            priority=trace.priority,
         )
         try:
             inst.check(req)

@@ -7,7 +7,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from benchmarks.serving_metrics import RequestTimeline
-from instances.types import RequestDelta
+from instances.types import Priority, RequestDelta
 
 
 @dataclass(slots=True)
@@ -17,6 +17,7 @@ class _Live:
     chunk_s: array = field(default_factory=lambda: array("d"))
     output_tokens: int = 0
     error: str | None = None
+    priority: int = Priority.NORMAL
 
 
 class Recorder:
@@ -27,10 +28,10 @@ class Recorder:
         self.finished = 0
         self.cached_prompt_tokens = 0  # prompt tokens served from a prefix cache, over finished requests
 
-    def sent(self, request_id: str, prompt_len: int, send_s: float) -> None:
+    def sent(self, request_id: str, prompt_len: int, send_s: float, priority: int = Priority.NORMAL) -> None:
         if request_id in self._requests:
             raise ValueError(f"request id {request_id!r} recorded twice")
-        self._requests[request_id] = _Live(prompt_len, send_s)
+        self._requests[request_id] = _Live(prompt_len, send_s, priority=priority)
 
     def rejected(self, request_id: str, error: str) -> None:
         """The request failed before reaching an engine (it counts against SLO attainment)."""
@@ -71,3 +72,7 @@ class Recorder:
             )
             for r in self._requests.values()
         ]
+
+    def priorities(self) -> list[int]:
+        """Each sent request's priority class, in the order of `timelines()`."""
+        return [r.priority for r in self._requests.values()]

@@ -11,6 +11,7 @@ from typing import Any
 from benchmarks.serving_metrics import BenchmarkMetrics, LatencyStats, RequestTimeline, compute_metrics
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.loop import SimRun
+from instances.types import Priority
 
 
 def _seconds(stats: LatencyStats) -> dict[str, float]:
@@ -83,4 +84,27 @@ def results(
         "host": None if config.host is None else asdict(config.host),
         "step_noise": None if config.noise is None else config.noise.describe(),
         "workload": workload,
+        "classes": class_results(config, run, timelines),
+        "migrations": None if config.migration is None else run.migrations.describe(),
     }
+
+
+CLASS_NAMES = {int(p): p.name.lower() for p in Priority}
+
+
+def class_results(
+    config: SimConfig, run: SimRun, timelines: Sequence[RequestTimeline] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Latencies per priority class present in the run (`high`, `normal`, `low`, `offline`):
+    `requests`, `completed`, and `ttft`, `tpot`, `e2e` as in `results`."""
+    if timelines is None:
+        timelines = run.recorder.timelines()
+    by_class: dict[int, list[RequestTimeline]] = {}
+    for t, p in zip(timelines, run.recorder.priorities(), strict=True):
+        by_class.setdefault(p, []).append(t)
+    out = {}
+    for p in sorted(by_class):
+        m = compute_metrics(by_class[p], max(run.duration_s, 1e-9), config.slo)
+        out[CLASS_NAMES[p]] = {"requests": m.completed + m.failed, "completed": m.completed,
+                               "ttft": _seconds(m.ttft), "tpot": _seconds(m.tpot), "e2e": _seconds(m.e2el)}
+    return out
