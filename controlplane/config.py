@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from controlplane.errors import ConfigError
+from controlplane.scheduling.llumnix_migration import LlumnixMigrationSection
 
 
 class _Section(BaseModel):
@@ -90,7 +92,9 @@ def _default_profiles() -> dict[str, ProfileConfig]:
     return {
         "default": ProfileConfig(
             filters=("healthy",), scorers={"load": 1.0, "free_kv": 0.5}, picker="power_of_two"
-        )
+        ),
+        # Llumnix's dispatch (the freest instance); with `migration.enabled` the whole llumnix policy
+        "llumnix": ProfileConfig(filters=("healthy",), scorers={"llumnix": 1.0}, picker="max_score"),
     }
 
 
@@ -101,6 +105,22 @@ class SchedulingSection(_Section):
     profiles: dict[str, ProfileConfig] = Field(default_factory=_default_profiles)
 
 
+class MigrationSection(_Section):
+    """Live migration (controlplane/controller/). `enabled` turns on the controller's planning
+    every `interval_s` (load balance, defragmentation, priority isolation: the `llumnix` policy
+    with its thresholds in `llumnix`); drains and operators' migrations work without it (ray
+    runtime). The staged copy ends once a stage sent at most `last_stage_blocks` blocks or after
+    `max_stages`; `max_in_flight` bounds migrations per instance; `transfer_timeout_s` each call."""
+
+    enabled: bool = False
+    interval_s: PositiveFloat = 0.5
+    last_stage_blocks: NonNegativeInt = 2
+    max_stages: PositiveInt = 4
+    max_in_flight: PositiveInt = 2
+    transfer_timeout_s: PositiveFloat = 10.0
+    llumnix: LlumnixMigrationSection = Field(default_factory=LlumnixMigrationSection)
+
+
 class FlotillaConfig(_Section):
     """The whole configuration tree."""
 
@@ -109,6 +129,7 @@ class FlotillaConfig(_Section):
     cluster: ClusterSection = Field(default_factory=ClusterSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     scheduling: SchedulingSection = Field(default_factory=SchedulingSection)
+    migration: MigrationSection = Field(default_factory=MigrationSection)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> FlotillaConfig:

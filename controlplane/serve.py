@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import sys
 
@@ -11,11 +12,14 @@ import uvicorn
 
 from controlplane.api.app import create_app
 from controlplane.config import FlotillaConfig
+from controlplane.controller.controller import Controller
+from controlplane.controller.migrator import MigrationSettings
 from controlplane.errors import ConfigError, FlotillaError
 from controlplane.observability.metrics import Metrics
 from controlplane.runtime.base import Cluster
 from controlplane.runtime.local import LocalCluster
 from controlplane.runtime.ray_cluster import RayCluster
+from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.registry import build_framework
 from instances.config import ModelConfig
 from instances.engine.config import EngineConfig
@@ -55,9 +59,21 @@ async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> Cluster
                     step_trace=trace_path(trace_dir, f"instance-{i}"))
         for i in range(n)
     ]
+    m = config.migration
+    settings = MigrationSettings(m.last_stage_blocks, m.max_stages, m.max_in_flight, m.transfer_timeout_s)
     return await RayCluster.start(
-        specs, num_cpus_per_instance=config.cluster.num_cpus_per_instance, address=config.cluster.ray_address
+        specs, num_cpus_per_instance=config.cluster.num_cpus_per_instance, address=config.cluster.ray_address,
+        migration=settings,
     )
+
+
+def build_controller(config: FlotillaConfig, cluster: Cluster) -> Controller | None:
+    """The migration controller over `cluster` (None on the in-process runtime, which cannot migrate)."""
+    if not isinstance(cluster, RayCluster):
+        return None
+    m = config.migration
+    policy = LlumnixMigrationPolicy(dataclasses.replace(m.llumnix.settings(), max_in_flight=m.max_in_flight))
+    return Controller(cluster, policy, interval_s=m.interval_s, plan_load=m.enabled)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -92,14 +108,16 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
     engine = engine_config(config, frontend.config)
     progress(f"starting {config.cluster.instances} instance(s) on the {config.cluster.runtime} runtime ...")
     cluster = await start_cluster(config, engine)
+    controller = build_controller(config, cluster)
     name = config.model.served_model_name
     app = create_app(
         cluster=cluster, tokenizer=frontend.tokenizer, model_name=name, max_model_len=engine.max_model_len,
         framework=build_framework(config.scheduling.profiles), profile=config.gateway.default_profile,
-        metrics=Metrics(),
+        metrics=Metrics(), controller=controller, headroom_blocks=config.migration.llumnix.headroom_blocks,
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
+    ticking = asyncio.create_task(controller.run()) if controller is not None else None
     try:
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
@@ -110,4 +128,6 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
             print(await ask_once(base, name, ask), flush=True)
         await serving
     finally:
+        if ticking is not None:
+            ticking.cancel()
         await cluster.close()

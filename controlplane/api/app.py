@@ -8,14 +8,17 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 
+from controlplane.api.admin import admin_router
 from controlplane.api.errors import install_error_handlers
 from controlplane.api.gateway import Gateway
 from controlplane.api.prepare import Tokenizer
 from controlplane.api.relay import Dispatcher
 from controlplane.api.routes import router
+from controlplane.controller.controller import Controller
 from controlplane.observability.metrics import Metrics
 from controlplane.runtime.base import Cluster
 from controlplane.scheduling.framework import SchedulingFramework
+from controlplane.scheduling.plugins.llumnix import DEFAULT_HEADROOM_BLOCKS
 
 
 def create_app(
@@ -29,11 +32,15 @@ def create_app(
     *,
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.monotonic,
+    controller: Controller | None = None,
+    headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS,
 ) -> FastAPI:
     """The gateway app serving `model_name` from `cluster`, placing requests with `profile`.
 
     `rng` (default `random.Random(0)`) is the scheduling framework's only source of chance; `clock`
     (monotonic seconds) times requests and decisions. The caller owns `cluster` and closes it.
+    `controller` (None: the admin API's drain and migrate answer 501) serves the admin API, whose
+    instance list reports freeness with `headroom_blocks`.
     Raises ConfigError when `profile` is not one of `framework`'s profiles.
     """
     dispatcher = Dispatcher(
@@ -50,6 +57,9 @@ def create_app(
         clock=clock,
         created=int(time.time()),
     )
+    app.state.controller = controller
+    app.state.headroom_blocks = headroom_blocks
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(admin_router)
     return app

@@ -36,8 +36,10 @@ def test_defaults():
     assert cfg.scheduling.profiles == {
         "default": ProfileConfig(
             filters=("healthy",), scorers={"load": 1.0, "free_kv": 0.5}, picker="power_of_two"
-        )
+        ),
+        "llumnix": ProfileConfig(filters=("healthy",), scorers={"llumnix": 1.0}, picker="max_score"),
     }
+    assert (cfg.migration.enabled, cfg.migration.last_stage_blocks, cfg.migration.max_stages) == (False, 2, 4)
 
 
 def test_file_then_overrides(tmp_path):
@@ -156,7 +158,7 @@ def test_conflicting_overrides():
 def test_default_profile_must_exist():
     assert _error(None, {"gateway.default_profile": "pd"}) == (
         "config error in overrides: gateway.default_profile: 'pd' is not a scheduling profile "
-        "(configured: default)"
+        "(configured: default, llumnix)"
     )
 
 
