@@ -8,6 +8,8 @@ fixture's invariant: all instances idle with every KV block free, nothing in fli
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 @dataclass
 class Served:
     cluster: LocalCluster
+    engine: EngineConfig
     metrics: Metrics
     loaded: LoadedModel
     client: openai.AsyncOpenAI
@@ -46,7 +49,7 @@ class Served:
 
     def room(self, prompt: str) -> int:
         """The most output tokens a completion of `prompt` may ask for."""
-        return ENGINE.max_model_len - len(self.loaded.tokenizer.encode(prompt))
+        return self.engine.max_model_len - len(self.loaded.tokenizer.encode(prompt))
 
     def busy(self) -> bool:
         return any(v.running or v.waiting for v in self.cluster.views())
@@ -72,13 +75,28 @@ def loaded() -> LoadedModel:
 
 @pytest.fixture
 async def served(loaded: LoadedModel) -> AsyncIterator[Served]:
-    cluster = await LocalCluster.create(MODEL, 2, ENGINE, loaded=loaded)
+    async with serving(loaded, 2, ENGINE) as s:
+        yield s
+
+
+@pytest.fixture
+async def served_one_at_a_time(loaded: LoadedModel) -> AsyncIterator[Served]:
+    """One instance that runs one request at a time (the others queue in its engine), with a context
+    long enough for a request that runs for seconds."""
+    engine = dataclasses.replace(ENGINE, max_num_seqs=1, max_model_len=2048, num_blocks=136)
+    async with serving(loaded, 1, engine) as s:
+        yield s
+
+
+@contextlib.asynccontextmanager
+async def serving(loaded: LoadedModel, num_instances: int, engine: EngineConfig) -> AsyncIterator[Served]:
+    cluster = await LocalCluster.create(MODEL, num_instances, engine, loaded=loaded)
     metrics = Metrics()
     app = create_app(
         cluster,
         loaded.tokenizer,
         MODEL,
-        ENGINE.max_model_len,
+        engine.max_model_len,
         build_framework(FlotillaConfig().scheduling.profiles),
         "default",
         metrics,
@@ -91,9 +109,9 @@ async def served(loaded: LoadedModel) -> AsyncIterator[Served]:
     client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
     http = httpx.AsyncClient(base_url=base_url, timeout=30)
     try:
-        served = Served(cluster, metrics, loaded, client, http)
+        served = Served(cluster, engine, metrics, loaded, client, http)
         yield served
-        everything_free = {v.instance_id: ENGINE.num_blocks for v in cluster.views()}
+        everything_free = {v.instance_id: engine.num_blocks for v in cluster.views()}
         await wait_until(lambda: not served.busy() and served.free_blocks() == everything_free)
         assert metrics.registry.get_sample_value("flotilla_requests_in_flight", {"model": MODEL}) in (None, 0)
     finally:
@@ -265,3 +283,45 @@ async def test_non_streaming_disconnect_aborts_and_frees_blocks(served: Served):
     await wait_until(lambda: not served.busy() and served.free_blocks() == initial)
     await wait_until(lambda: served.finished("abort") == 1)
     assert served.finished("length") is None
+
+
+async def test_queued_requests_are_served_by_class_then_ttft_deadline(served_one_at_a_time: Served):
+    """While a long request holds the only slot, five requests queue, each sent after the previous is
+    queued; once the slot frees they run one at a time (so finish in the order served): high first,
+    then normal by TTFT deadline (none: last), low, and offline work last, which still completes."""
+    served = served_one_at_a_time
+
+    def waiting() -> int:
+        [instance] = served.cluster.views()
+        return instance.waiting
+
+    blocker = await served.client.completions.create(
+        prompt=PROMPT, stream=True, **_greedy(max_tokens=served.room(PROMPT))
+    )
+    await wait_until(lambda: served.cluster.views()[0].running == 1)
+    finished: list[str] = []
+
+    async def send(name: str, extra: dict[str, object]) -> None:
+        resp = await served.client.completions.create(
+            prompt=PROMPT, **_greedy(max_tokens=16, extra_body={"ignore_eos": True, **extra})
+        )
+        assert resp.choices[0].finish_reason == "length"
+        finished.append(name)
+
+    # sent in the reverse of their service order, each queued before the next is sent
+    queue = [
+        ("offline", {"offline": True}),
+        ("low", {"priority": "low"}),
+        ("normal", {}),
+        ("normal with a TTFT SLO", {"slo": {"ttft_ms": 60_000, "tpot_ms": 1_000}}),
+        ("high", {"priority": "high"}),
+    ]
+    tasks = []
+    for queued, (name, extra) in enumerate(queue, start=1):
+        tasks.append(asyncio.create_task(send(name, extra)))
+        await wait_until(lambda n=queued: waiting() == n)
+    assert not finished and served.cluster.views()[0].running == 1
+    await blocker.close()  # frees the only slot: the queue is served in the engine's order
+    await asyncio.gather(*tasks)
+    assert finished == ["high", "normal with a TTFT SLO", "normal", "low", "offline"]
+    assert served.finished("length") == len(queue)
