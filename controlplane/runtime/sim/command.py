@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", required=True,
                    help="azure-conv, mooncake, sharegpt, or a trace file of one of those formats")
     p.add_argument("--policy", default="round-robin",
-                   help="round-robin (default), random, least-requests, power-of-two, infaas")
+                   help="round-robin (default), random, least-requests, power-of-two, infaas, "
+                        "llumnix (freeness dispatch + live migration)")
     p.add_argument("--instances", type=int, default=16, help="simulated instances (default 16)")
     p.add_argument("--gpu", default="A10", help="A10 (default), A100-80GB, H100, H200")
     p.add_argument("--model-config", default="llama-2-7b",
@@ -39,6 +40,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cv", type=float, default=1.0, help="coefficient of variation of gamma arrivals")
     p.add_argument("--rate-scale", type=float, default=1.0, help="divide inter-arrival times by X")
     p.add_argument("--length-scale", type=float, default=1.0, help="multiply prompt and output lengths by X")
+    p.add_argument("--high-priority-fraction", type=float, default=0.0,
+                   help="share of requests made high-priority (default 0)")
+    p.add_argument("--offline-rate", type=float, default=0.0,
+                   help="offline (best-effort) requests/s added beside the trace (default 0)")
+    p.add_argument("--migration-interval-ms", type=float, default=50.0,
+                   help="controller tick of a migrating policy, virtual ms (default 50)")
+    p.add_argument("--migration-bandwidth-gbs", type=float, default=10.0,
+                   help="KV copy bandwidth between instances, GB/s (default 10)")
     p.add_argument("--slo-ttft-ms", type=float, help="TTFT target for SLO attainment and goodput")
     p.add_argument("--slo-tpot-ms", type=float, help="TPOT target for SLO attainment and goodput")
     p.add_argument("--num-blocks", type=int, help="KV blocks per instance (default: what fits the GPU)")
@@ -66,13 +75,15 @@ def experiment_of(args: argparse.Namespace) -> Experiment:
     workload = WorkloadSpec(
         trace=args.trace, num_requests=args.num_requests, request_rate=args.rate, arrival=args.arrival,
         cv=args.cv, rate_scale=args.rate_scale, length_scale=args.length_scale, seed=args.seed,
+        high_priority_fraction=args.high_priority_fraction, offline_rate=args.offline_rate,
     )
     return Experiment(
         workload=workload, policy=args.policy, instances=args.instances, gpu=args.gpu,
         model=args.model_config, latency_file=args.latency, block_size=args.block_size,
         num_blocks=args.num_blocks, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_batched_tokens, max_model_len=args.max_model_len,
-        seed=args.seed, slo=slo,
+        seed=args.seed, slo=slo, migration_interval_s=args.migration_interval_ms / 1000.0,
+        migration_bandwidth_bytes_s=args.migration_bandwidth_gbs * 1e9,
     )
 
 

@@ -95,7 +95,8 @@ class MigrationStats:
 
 
 class _Candidates(Mapping[str, list[MigrationCandidate]]):
-    """Instance id -> its migration candidates, computed (after cutting its decode run) on access."""
+    """Instance id -> its migration candidates, computed (after cutting its decode run) on access;
+    requests already moving are left out."""
 
     def __init__(self, migrator: Migrator) -> None:
         self._m = migrator
@@ -105,7 +106,9 @@ class _Candidates(Mapping[str, list[MigrationCandidate]]):
         if instance_id not in self._cache:
             k = self._m.index[instance_id]
             self._m.touch(k)
-            self._cache[instance_id] = self._m.instances[k].engine.migration_candidates()
+            moving = self._m.moving
+            self._cache[instance_id] = [c for c in self._m.instances[k].engine.migration_candidates()
+                                        if c.request_id not in moving]
         return self._cache[instance_id]
 
     def __iter__(self) -> Iterator[str]:
@@ -130,6 +133,7 @@ class Migrator:
         self.settle = settle
         self.stats = MigrationStats()
         self.in_flight: dict[str, int] = {}
+        self.moving: set[str] = set()  # request ids in flight
         self._events: list[tuple[float, int, Callable[[float], None]]] = []
         self._seq = 0
         self._next_tick = 0.0
@@ -167,6 +171,7 @@ class Migrator:
     def _start(self, order: MigrationOrder, now: float) -> None:
         move = _Move(order, self.index[order.source], self.index[order.destination])
         self.stats.started[order.reason] += 1
+        self.moving.add(order.request_id)
         for k in (move.src, move.dst):
             iid = self.instances[k].instance_id
             self.in_flight[iid] = self.in_flight.get(iid, 0) + 1
@@ -264,6 +269,7 @@ class Migrator:
     def _end(self, move: _Move, aborted: str | None) -> None:
         if aborted is not None:
             self.stats.aborted[aborted] += 1
+        self.moving.discard(move.order.request_id)
         for k in (move.src, move.dst):
             iid = self.instances[k].instance_id
             self.in_flight[iid] -= 1
