@@ -109,11 +109,14 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
     progress(f"starting {config.cluster.instances} instance(s) on the {config.cluster.runtime} runtime ...")
     cluster = await start_cluster(config, engine)
     controller = build_controller(config, cluster)
+    metrics = Metrics()
+    if isinstance(cluster, RayCluster):
+        cluster.observers.append(metrics)
     name = config.model.served_model_name
     app = create_app(
         cluster=cluster, tokenizer=frontend.tokenizer, model_name=name, max_model_len=engine.max_model_len,
         framework=build_framework(config.scheduling.profiles), profile=config.gateway.default_profile,
-        metrics=Metrics(), controller=controller, headroom_blocks=config.migration.llumnix.headroom_blocks,
+        metrics=metrics, controller=controller, headroom_blocks=config.migration.llumnix.headroom_blocks,
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))

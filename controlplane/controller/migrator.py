@@ -26,9 +26,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ray.exceptions import RayError
 
@@ -38,6 +38,14 @@ from instances.engine.migration import MigrationRefused
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+class MigrationObserver(Protocol):
+    """Told of every migration's start and outcome (metrics, tests)."""
+
+    def migration_started(self, order: MigrationOrder) -> None: ...
+
+    def migration_finished(self, outcome: MigrationOutcome) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -85,14 +93,14 @@ class Migrator:
         model: str,
         settings: MigrationSettings,
         on_commit: Callable[[MigrationOrder], None],
-        on_outcome: Callable[[MigrationOutcome], None],
+        observers: Sequence[MigrationObserver] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.handles = handles
         self.model = model
         self.settings = settings
         self.on_commit = on_commit
-        self.on_outcome = on_outcome
+        self.observers = observers  # read at each event: the owner may add observers later
         self.clock = clock
         self.in_flight: Counter[str] = Counter()
         self._requests: set[str] = set()
@@ -115,6 +123,8 @@ class Migrator:
         """Carry out `order` (after `admit`, which it calls); never raises for a failed migration,
         whose outcome says what happened."""
         self.admit(order)
+        for observer in self.observers:
+            observer.migration_started(order)
         self._requests.add(order.request_id)
         self.in_flight[order.source] += 1
         self.in_flight[order.destination] += 1
@@ -124,7 +134,8 @@ class Migrator:
             self._requests.discard(order.request_id)
             self.in_flight[order.source] -= 1
             self.in_flight[order.destination] -= 1
-        self.on_outcome(outcome)
+        for observer in self.observers:
+            observer.migration_finished(outcome)
         return outcome
 
     async def _call(self, awaitable: Awaitable[T]) -> T:

@@ -8,10 +8,15 @@ events, passed in by the caller (no clock is read here), into TTFT, TPOT and E2E
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
+
+if TYPE_CHECKING:  # only the type is needed here, and the migrator's module imports Ray
+    from controlplane.controller.migrator import MigrationOutcome
 
 # Latency buckets from 1 ms to 10 minutes (request phases span that range on CPU and GPU).
 LATENCY_BUCKETS_S: tuple[float, ...] = (
@@ -121,12 +126,55 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.migrations_started_total = Counter(
+            "flotilla_migrations_started_total",
+            "Live migrations started, by the rule that ordered them (load, defrag, priority, drain, admin).",
+            ["reason"],
+            registry=r,
+        )
+        self.migrations_committed_total = Counter(
+            "flotilla_migrations_committed_total",
+            "Live migrations committed on their destination, by the rule that ordered them.",
+            ["reason"],
+            registry=r,
+        )
+        self.migrations_aborted_total = Counter(
+            "flotilla_migrations_aborted_total",
+            "Live migrations aborted before their commit (refused, finished, timeout, failed).",
+            ["result"],
+            registry=r,
+        )
+        self.migration_blocks_total = Counter(
+            "flotilla_migration_blocks_total", "KV blocks copied by live migrations.", registry=r
+        )
+        self.migration_bytes_total = Counter(
+            "flotilla_migration_bytes_total", "Bytes of KV pages copied by live migrations.", registry=r
+        )
+        self.migration_downtime_seconds = Histogram(
+            "flotilla_migration_downtime_seconds",
+            "Time a committed migration's request was stopped (suspend on the source to commit's answer).",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         self.scheduling_decision_seconds = Histogram(
             "flotilla_scheduling_decision_seconds",
             "Time the scheduling framework took to place a request.",
             buckets=DECISION_BUCKETS_S,
             registry=r,
         )
+
+    # ---- migrations (a `controlplane.controller.migrator.MigrationObserver`) ----------------------
+    def migration_started(self, order: MigrationOrder) -> None:
+        self.migrations_started_total.labels(reason=order.reason).inc()
+
+    def migration_finished(self, outcome: MigrationOutcome) -> None:
+        if outcome.committed:
+            self.migrations_committed_total.labels(reason=outcome.order.reason).inc()
+            self.migration_downtime_seconds.observe(outcome.downtime_s)
+        else:
+            self.migrations_aborted_total.labels(result=outcome.result).inc()
+        self.migration_blocks_total.inc(outcome.blocks)
+        self.migration_bytes_total.inc(outcome.bytes)
 
     def set_instances(self, views: Sequence[InstanceView]) -> None:
         """Replace the per-instance gauges with `views` (instances no longer present disappear)."""

@@ -18,13 +18,13 @@ import contextlib
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from controlplane.controller.migrator import MigrationOutcome, MigrationSettings, Migrator
+from controlplane.controller.migrator import MigrationObserver, MigrationOutcome, MigrationSettings, Migrator
 from controlplane.errors import InstanceUnavailable, InvalidRequest, NotFound
 from controlplane.runtime.local import view_of
 from controlplane.runtime.streams import StreamRouter
@@ -57,11 +57,11 @@ class RayCluster:
         self.gateway_id = gateway_id
         self.owns_ray = owns_ray
         self.router = StreamRouter()
-        self.outcomes: list[Callable[[MigrationOutcome], None]] = []  # observers (metrics, tests)
+        self.observers: list[MigrationObserver] = []  # of every migration (metrics, tests)
         self.migrator = Migrator(
             {iid: inst.handle for iid, inst in instances.items()}, model, migration or MigrationSettings(),
             on_commit=lambda order: self.router.moved(order.request_id, order.destination),
-            on_outcome=self._observe,
+            observers=self.observers,
         )
         self._outq: dict[str, list[tuple[EngineRequest, asyncio.Future]]] = {}
         loop = asyncio.get_running_loop()
@@ -128,9 +128,6 @@ class RayCluster:
             await inst.handle.abort.remote([request_id])
 
     # ---- migration and drain (the controller's verbs) -------------------------------------------
-    def _observe(self, outcome: MigrationOutcome) -> None:
-        for observe in self.outcomes:
-            observe(outcome)
 
     def locate(self, request_id: str) -> str:
         """The instance serving a request this gateway streams; NotFound otherwise."""

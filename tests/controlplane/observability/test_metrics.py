@@ -2,7 +2,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from controlplane.controller.migrator import MigrationOutcome
 from controlplane.observability.metrics import Metrics, RequestTimer
+from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
 
 EXPECTED_FAMILIES = {
@@ -17,6 +19,12 @@ EXPECTED_FAMILIES = {
     "flotilla_instance_waiting_requests": "gauge",
     "flotilla_instance_free_blocks": "gauge",
     "flotilla_scheduling_decision_seconds": "histogram",
+    "flotilla_migrations_started": "counter",
+    "flotilla_migrations_committed": "counter",
+    "flotilla_migrations_aborted": "counter",
+    "flotilla_migration_blocks": "counter",
+    "flotilla_migration_bytes": "counter",
+    "flotilla_migration_downtime_seconds": "histogram",
 }
 
 
@@ -111,3 +119,19 @@ def test_render_is_prometheus_text():
     families = text_string_to_metric_families(m.render().decode())
     assert {f.name for f in families if not f.name.endswith("_created")} == set(EXPECTED_FAMILIES)
     assert _sample(m, "flotilla_scheduling_decision_seconds_bucket", le="0.00025") == 1
+
+
+def test_migration_outcomes_are_counted():
+    m = Metrics()
+    order = MigrationOrder("r", "a", "b", "load")
+    m.migration_started(order)
+    m.migration_started(order)
+    m.migration_finished(MigrationOutcome(order, "committed", stages=3, blocks=10, bytes=4096, downtime_s=0.02))
+    m.migration_finished(MigrationOutcome(order, "refused", "no room", blocks=0, bytes=0))
+    assert _sample(m, "flotilla_migrations_started_total", reason="load") == 2
+    assert _sample(m, "flotilla_migrations_committed_total", reason="load") == 1
+    assert _sample(m, "flotilla_migrations_aborted_total", result="refused") == 1
+    assert _sample(m, "flotilla_migration_blocks_total") == 10
+    assert _sample(m, "flotilla_migration_bytes_total") == 4096
+    assert _sample(m, "flotilla_migration_downtime_seconds_count") == 1
+    assert _sample(m, "flotilla_migration_downtime_seconds_sum") == 0.02
