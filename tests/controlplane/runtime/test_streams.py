@@ -126,3 +126,33 @@ async def test_discard_forgets_a_stream_that_never_started():
 
 async def _never():
     raise AssertionError("a broken stream is not aborted: it already ended")
+
+
+async def test_after_a_move_chunks_past_a_gap_wait_for_the_gap_to_fill():
+    """The destination's first chunks may overtake the source's last ones."""
+    router = StreamRouter()
+    router.open("r", "i0")
+    router.deliver([_chunk(0, [97])])
+    router.moved("r", "i1")
+    assert router.instance_of("r") == "i1"
+    router.deliver([_chunk(3, [100]), _chunk(4, [101], FinishReason.LENGTH)])  # from i1, early
+    router.deliver([_chunk(1, [98, 99]), _chunk(1, [98, 99])])  # i0's last, and a duplicate
+    got = await _drain(router, "r", [])
+    assert [(c.first_index, c.token_ids) for c in got] == [(0, [97]), (1, [98, 99]), (3, [100]), (4, [101])]
+    assert router.instance_of("r") is None
+
+
+async def test_a_gap_left_by_a_failed_former_instance_fails_the_stream():
+    router = StreamRouter()
+    router.open("r", "i0")
+    router.open("other", "i2")
+    router.deliver([_chunk(0, [97])])
+    router.moved("r", "i1")
+    router.deliver([_chunk(2, [99])])  # token 1 was still on its way from i0
+    router.fail_instance("i0", InstanceUnavailable("i0 died"))
+    stream = router.stream("r", _never)
+    assert (await stream.__anext__()).token_ids == [97]
+    with pytest.raises(InstanceUnavailable, match="i0 died"):
+        await stream.__anext__()
+    router.deliver([GenerationChunk("other", 0, [1], "x", finish_reason=FinishReason.STOP)])
+    assert [c.token_ids for c in await _drain(router, "other", [])] == [[1]]
