@@ -46,8 +46,9 @@ def run(spec: WorkloadSpec, policy: str, label: str) -> Outcome:
 
 def class_table(rows: dict[str, dict[str, Any]]) -> str:
     """P99 TTFT / TPOT / E2E per run and class, in ms and s."""
-    lines = [f"{'run':<28} {'class':<8} {'reqs':>6} {'TTFT p50 ms':>11} {'TTFT p99 ms':>11} "
-             f"{'TPOT p99 ms':>11} {'E2E p99 s':>9}"]
+    header = (f"{'run':<28} {'class':<8} {'reqs':>6} {'TTFT p50 ms':>11} {'TTFT p99 ms':>11} "
+              f"{'TPOT p99 ms':>11} {'E2E p99 s':>9}")
+    lines = [header]
     for name, r in rows.items():
         for cls, c in r["classes"].items():
             lines.append(f"{name:<28} {cls:<8} {c['requests']:>6} {1000 * c['ttft']['p50']:>11.0f} "
@@ -76,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="800 requests a run")
-    parser.add_argument("--rate", type=float, default=25.0, help="sharegpt-gamma4 rate, req/s (default 25)")
+    parser.add_argument("--rate", type=float, default=26.0, help="sharegpt-gamma4 rate, req/s (default 26)")
     parser.add_argument("--azure-rate", type=float, default=10.0, help="azure-conv mean rate, req/s (default 10)")
-    parser.add_argument("--scan", default="15,20,25", help="rates of the round-robin load scan")
+    parser.add_argument("--scan", default="15,20,25,26", help="rates of the round-robin load scan")
     parser.add_argument("--high-fraction", type=float, default=0.1)
     parser.add_argument("--offline-rate", type=float, default=2.0, help="offline requests/s")
     parser.add_argument("--out", default="results/llumnix_policy.json")

@@ -43,8 +43,8 @@ from instances.types import MigrationCandidate, Priority
 class LlumnixMigrationSettings:
     """Thresholds in freeness units (KV blocks per running request) and per-instance limits."""
 
-    source_freeness: float = 8.0  # load: an instance below this gives requests away
-    destination_freeness: float = 32.0  # load, priority, defrag: a destination is above this
+    source_freeness: float = 16.0  # load: an instance below this gives requests away
+    destination_freeness: float = 16.0  # load, priority, defrag: a destination is above this
     headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS  # kept free on instances serving HIGH requests
     max_in_flight: int = 1  # migrations per instance at once, as source or destination
 
@@ -66,8 +66,8 @@ class LlumnixMigrationSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    source_freeness: float = Field(default=8.0, allow_inf_nan=False)
-    destination_freeness: float = Field(default=32.0, allow_inf_nan=False)
+    source_freeness: float = Field(default=16.0, allow_inf_nan=False)
+    destination_freeness: float = Field(default=16.0, allow_inf_nan=False)
     headroom_blocks: int = Field(default=DEFAULT_HEADROOM_BLOCKS, ge=0)
     max_in_flight: int = Field(default=1, ge=1)
 
