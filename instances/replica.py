@@ -174,6 +174,9 @@ class Replica:
         rebuilt; it joins the next step. Returns the last stage's ack (None for a queued request)."""
         state = payload.state
         rid = state.request.request_id
+        if state.num_computed_tokens > 0 and rid not in self.engine.migration.reservations:
+            # it was queued when the migration began and started running before the suspend
+            self.engine.reserve(rid, state.num_tokens)
         ack = self.import_stage(payload.pages) if state.num_computed_tokens > 0 else None
         self.engine.commit(state)
         self.output.adopt(rid, state.request.sampling, state.output_token_ids, payload.sent_chars)

@@ -239,3 +239,21 @@ def test_high_priority_count_and_head_demand(loaded):
     assert stats.head_demand_blocks == 3  # "lo" waits: 9 tokens in blocks of 4
     r.abort("hi")
     assert r.engine.stats().high_priority == 0
+
+
+def test_a_queued_request_that_started_running_before_the_suspend_still_moves(loaded):
+    src, dst = replica(loaded, "a"), replica(loaded, "b")
+    req = requests(1, seed=8)[0]
+    expected = run_alone(loaded, [req])
+    out = Collector()
+    src.add(req)
+    assert not src.describe(req.request_id).running  # queued: the controller reserves nothing
+    out.take(src.step())  # ... and it is admitted before the stop-and-copy
+    payload = src.suspend(req.request_id, 0)
+    assert payload.state.num_computed_tokens > 0
+    dst.commit(payload)  # reserves on the spot
+    assert src.release_migrated(req.request_id)
+    while dst.has_work():
+        out.take(dst.step())
+    assert out.tokens == expected.tokens
+    assert blocks_in_use(src) == blocks_in_use(dst) == 0
