@@ -113,6 +113,8 @@ class RayCluster:
             raise
         if error is not None:
             self.router.discard(rid)
+            if inst.stats.draining:  # placed before the drain began: another instance may take it
+                raise InstanceUnavailable(error)
             raise InvalidRequest(error)
         inst.pending_requests += 1
         inst.pending_tokens += len(request.prompt_token_ids)
