@@ -12,8 +12,11 @@ conversation trace, its arrivals compressed to the target mean rate). Migration:
 1. Load: round-robin's P99 / P50 TTFT at each rate of `--scan`; the experiments run at `--rate`
    (the issue asks for a load where that ratio is over 10).
 2. Dispatch + migration: every baseline and `llumnix` at that load; P99 TTFT and TPOT ratios.
-3. Priorities: `llumnix` with `--high-fraction` of requests HIGH vs the same requests all NORMAL.
-4. Offline: `llumnix` with `--offline-rate` offline requests/s added vs without.
+3. Priorities: `llumnix` with `--high-fraction` of requests HIGH vs the same requests all NORMAL,
+   with the default headroom and with `--headroom-fraction` of the blocks reserved per HIGH request
+   (scorer and migration policy alike).
+4. Offline: `llumnix` with `--offline-rate` offline requests/s added vs without, at `--offline-online-rate`
+   (an online load with spare capacity).
 Every baseline is measured in the same run. Tables on stdout, progress on stderr; writes
 results/llumnix_policy.json and docs/img/llumnix_policy_{ttft_cdf,classes}.png.
 """
@@ -23,13 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, Outcome, run_experiment
 from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, save_figure, table
+from controlplane.scheduling import registry
+from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
+from controlplane.scheduling.plugins.llumnix import LlumnixScorer
 
 POLICIES = ("round-robin", "least-requests", "power-of-two", "infaas", "llumnix")
 
@@ -40,8 +48,25 @@ def workload(name: str, rate: float, requests: int) -> WorkloadSpec:
     return WorkloadSpec(trace="sharegpt", num_requests=requests, request_rate=rate, arrival="gamma", cv=4.0)
 
 
-def run(spec: WorkloadSpec, policy: str, label: str) -> Outcome:
-    return run_experiment(Experiment(spec, policy=policy, instances=16), ProgressBar(sys.stderr, label=label))
+def run(spec: WorkloadSpec, policy: str, label: str, headroom_fraction: float | None = None) -> Outcome:
+    """One run; `headroom_fraction` (llumnix only) replaces the default in its scorer and migration policy."""
+    if headroom_fraction is None:
+        return run_experiment(Experiment(spec, policy=policy, instances=16), ProgressBar(sys.stderr, label=label))
+    migration = LlumnixMigrationPolicy(LlumnixMigrationSettings(headroom_fraction=headroom_fraction))
+    with scorer_override("llumnix", partial(LlumnixScorer, headroom_fraction=headroom_fraction)):
+        return run_experiment(Experiment(spec, policy=policy, instances=16, migration_policy=migration),
+                              ProgressBar(sys.stderr, label=label))
+
+
+@contextmanager
+def scorer_override(name: str, factory):
+    """The registry builds scorer `name` with `factory` inside the block."""
+    saved = registry.SCORERS[name]
+    registry.SCORERS[name] = factory
+    try:
+        yield
+    finally:
+        registry.SCORERS[name] = saved
 
 
 def class_table(rows: dict[str, dict[str, Any]]) -> str:
@@ -78,24 +103,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--quick", action="store_true", help="800 requests a run")
     parser.add_argument("--rate", type=float, default=26.0, help="sharegpt-gamma4 rate, req/s (default 26)")
-    parser.add_argument("--azure-rate", type=float, default=10.0, help="azure-conv mean rate, req/s (default 10)")
+    parser.add_argument("--azure-rate", type=float, default=14.0, help="azure-conv mean rate, req/s (default 14)")
+    parser.add_argument("--azure-scan", default="10,12,14", help="rates of the azure-conv round-robin load scan")
     parser.add_argument("--scan", default="15,20,25,26", help="rates of the round-robin load scan")
     parser.add_argument("--high-fraction", type=float, default=0.1)
+    parser.add_argument("--headroom-fraction", type=float, default=0.25,
+                        help="blocks reserved per HIGH request, as a share, in the second priority run")
     parser.add_argument("--offline-rate", type=float, default=2.0, help="offline requests/s")
+    parser.add_argument("--offline-online-rate", type=float, default=15.0,
+                        help="sharegpt-gamma4 online rate of the offline experiment (default 15)")
     parser.add_argument("--out", default="results/llumnix_policy.json")
     parser.add_argument("--img-dir", default="docs/img")
     args = parser.parse_args(argv)
     n = 800 if args.quick else args.requests
     out: dict[str, Any] = {"requests": n, "rate": args.rate, "azure_rate": args.azure_rate}
 
-    scan = []
-    for rate in (float(r) for r in args.scan.split(",")):
-        r = run(workload("sharegpt-gamma4", rate, n), "round-robin", f"scan rr {rate:g}/s").results
-        scan.append({"rate": rate, "ttft_p50": r["ttft"]["p50"], "ttft_p99": r["ttft"]["p99"],
-                     "ratio": r["ttft"]["p99"] / r["ttft"]["p50"]})
-    print("\nround-robin load scan, sharegpt-gamma4: " + ", ".join(
-        f"{s['rate']:g} req/s P99/P50 TTFT {s['ratio']:.1f}x" for s in scan))
-    out["scan"] = scan
+    out["scan"] = {}
+    for name, rates in (("sharegpt-gamma4", args.scan), ("azure-conv", args.azure_scan)):
+        scan = []
+        for rate in (float(r) for r in rates.split(",")):
+            r = run(workload(name, rate, n), "round-robin", f"scan rr {name} {rate:g}/s").results
+            scan.append({"rate": rate, "ttft_p50": r["ttft"]["p50"], "ttft_p99": r["ttft"]["p99"],
+                         "ratio": r["ttft"]["p99"] / r["ttft"]["p50"]})
+        print(f"\nround-robin load scan, {name}: " + ", ".join(
+            f"{s['rate']:g} req/s P99/P50 TTFT {s['ratio']:.1f}x" for s in scan))
+        out["scan"][name] = scan
 
     out["dispatch"] = {}
     for name, rate in (("sharegpt-gamma4", args.rate), ("azure-conv", args.azure_rate)):
@@ -117,28 +149,39 @@ def main(argv: list[str] | None = None) -> int:
                   f"{name} at {rate:g} req/s, 16 x A10, Llama-2-7B")
 
     base = workload("sharegpt-gamma4", args.rate, n)
+    high = replace(base, high_priority_fraction=args.high_fraction)
+    hf, pct = args.headroom_fraction, f"{args.high_fraction:.0%} high"
+    online = workload("sharegpt-gamma4", args.offline_online_rate, n)
+    orate = f"{args.offline_online_rate:g}/s"
     classes = {
         "llumnix, no classes": out["dispatch"]["sharegpt-gamma4"]["runs"]["llumnix"],
-        f"llumnix, {args.high_fraction:.0%} high": run(
-            replace(base, high_priority_fraction=args.high_fraction), "llumnix", "priorities").results,
-        f"infaas, {args.high_fraction:.0%} high": run(
-            replace(base, high_priority_fraction=args.high_fraction), "infaas", "priorities infaas").results,
-        f"llumnix, +{args.offline_rate:g}/s offline": run(
-            replace(base, offline_rate=args.offline_rate), "llumnix", "offline").results,
+        f"llumnix, {pct}": run(high, "llumnix", "priorities").results,
+        f"llumnix, {pct}, headroom {hf:g}": run(high, "llumnix", "priorities headroom", hf).results,
+        f"infaas, {pct}": run(high, "infaas", "priorities infaas").results,
+        f"llumnix {orate}": run(online, "llumnix", "online").results,
+        f"llumnix {orate}, +{args.offline_rate:g}/s offline": run(
+            replace(online, offline_rate=args.offline_rate), "llumnix", "offline").results,
     }
-    print(f"\nclasses, sharegpt-gamma4 at {args.rate:g} req/s")
+    print(f"\nclasses, sharegpt-gamma4 at {args.rate:g} req/s (offline: at {orate})")
     print(class_table(classes))
     plain = classes["llumnix, no classes"]["classes"]["normal"]
-    prio = classes[f"llumnix, {args.high_fraction:.0%} high"]["classes"]
-    off = classes[f"llumnix, +{args.offline_rate:g}/s offline"]
-    summary = {
-        "normal_over_high_e2e_p99": prio["normal"]["e2e"]["p99"] / prio["high"]["e2e"]["p99"],
-        "normal_e2e_p99_vs_no_classes": prio["normal"]["e2e"]["p99"] / plain["e2e"]["p99"],
-        "normal_ttft_p99_vs_no_classes": prio["normal"]["ttft"]["p99"] / plain["ttft"]["p99"],
-        "online_ttft_p99_with_offline_vs_without": off["classes"]["normal"]["ttft"]["p99"] / plain["ttft"]["p99"],
+    summary: dict[str, Any] = {}
+    for tag, key in (("", f"llumnix, {pct}"), ("headroom_", f"llumnix, {pct}, headroom {hf:g}")):
+        prio = classes[key]["classes"]
+        summary |= {
+            f"{tag}normal_over_high_e2e_p99": prio["normal"]["e2e"]["p99"] / prio["high"]["e2e"]["p99"],
+            f"{tag}normal_e2e_p99_vs_no_classes": prio["normal"]["e2e"]["p99"] / plain["e2e"]["p99"],
+            f"{tag}normal_ttft_p99_vs_no_classes": prio["normal"]["ttft"]["p99"] / plain["ttft"]["p99"],
+        }
+    alone = classes[f"llumnix {orate}"]
+    off = classes[f"llumnix {orate}, +{args.offline_rate:g}/s offline"]
+    summary |= {
+        "online_ttft_p99_with_offline_vs_without": off["classes"]["normal"]["ttft"]["p99"]
+        / alone["classes"]["normal"]["ttft"]["p99"],
+        "online_tpot_p99_with_offline_vs_without": off["classes"]["normal"]["tpot"]["p99"]
+        / alone["classes"]["normal"]["tpot"]["p99"],
         "offline_completed": off["classes"]["offline"]["completed"],
-        "offline_throughput_tokens_per_s": off["throughput_tokens_per_s"]
-        - classes["llumnix, no classes"]["throughput_tokens_per_s"],
+        "offline_throughput_tokens_per_s": off["throughput_tokens_per_s"] - alone["throughput_tokens_per_s"],
     }
     print("classes: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
     out["classes"] = {"runs": classes, "summary": summary}

@@ -9,7 +9,8 @@ they claim the per-instance in-flight budget:
 1. `drain`: a healthy draining instance gives away everything, queued requests first, to the
    freest instances that can hold them.
 2. `priority`: an instance serving HIGH requests whose headroom is eaten (freeness < 0: free blocks
-   less the head-of-line demand are below `headroom_blocks`) moves its other requests away.
+   less the head-of-line demand are below its headroom: `headroom_blocks` plus `headroom_fraction`
+   of its blocks per HIGH request) moves its other requests away.
 3. `defrag`: an instance whose head-of-line request cannot fit (`head_demand_blocks >
    free_blocks`) moves a running request away: the cheapest that frees enough, else the largest.
 4. `load`: sources (freeness < `source_freeness`, least free first) pair one-to-one with
@@ -34,7 +35,13 @@ from dataclasses import dataclass, fields
 from pydantic import BaseModel, ConfigDict, Field
 
 from controlplane.scheduling.migration import MigrationOrder
-from controlplane.scheduling.plugins.llumnix import DEFAULT_HEADROOM_BLOCKS, llumnix_freeness
+from controlplane.scheduling.plugins.llumnix import (
+    DEFAULT_HEADROOM_BLOCKS,
+    DEFAULT_HEADROOM_FRACTION,
+    headroom,
+    llumnix_freeness,
+    validate_headroom,
+)
 from controlplane.scheduling.types import InstanceView
 from instances.types import MigrationCandidate, Priority
 
@@ -46,6 +53,7 @@ class LlumnixMigrationSettings:
     source_freeness: float = 16.0  # load: an instance below this gives requests away
     destination_freeness: float = 16.0  # load, priority, defrag: a destination is above this
     headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS  # kept free on instances serving HIGH requests
+    headroom_fraction: float = DEFAULT_HEADROOM_FRACTION  # plus this share of the blocks per HIGH request
     max_in_flight: int = 1  # migrations per instance at once, as source or destination
 
     def __post_init__(self) -> None:
@@ -54,8 +62,7 @@ class LlumnixMigrationSettings:
         if self.destination_freeness < self.source_freeness:
             raise ValueError(f"destination_freeness ({self.destination_freeness}) must be >= "
                              f"source_freeness ({self.source_freeness})")
-        if self.headroom_blocks < 0:
-            raise ValueError(f"headroom_blocks must be >= 0, got {self.headroom_blocks}")
+        validate_headroom(self.headroom_blocks, self.headroom_fraction)
         if self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
 
@@ -69,6 +76,7 @@ class LlumnixMigrationSection(BaseModel):
     source_freeness: float = Field(default=16.0, allow_inf_nan=False)
     destination_freeness: float = Field(default=16.0, allow_inf_nan=False)
     headroom_blocks: int = Field(default=DEFAULT_HEADROOM_BLOCKS, ge=0)
+    headroom_fraction: float = Field(default=DEFAULT_HEADROOM_FRACTION, ge=0.0, le=1.0, allow_inf_nan=False)
     max_in_flight: int = Field(default=1, ge=1)
 
     def settings(self) -> LlumnixMigrationSettings:
@@ -101,14 +109,14 @@ class _Plan:
         self.moved: set[str] = set()
 
     def freeness(self, instance_id: str) -> float:
-        return llumnix_freeness(self.views[instance_id], self.s.headroom_blocks)
+        return llumnix_freeness(self.views[instance_id], self.s.headroom_blocks, self.s.headroom_fraction)
 
     def has_budget(self, instance_id: str) -> bool:
         return self.in_flight[instance_id] < self.s.max_in_flight
 
     def room(self, v: InstanceView) -> int:
         """Blocks a destination can give a newcomer without blocking its queue or eating headroom."""
-        return v.free_blocks - v.head_demand_blocks - (self.s.headroom_blocks if v.high_priority else 0)
+        return v.free_blocks - v.head_demand_blocks - headroom(v, self.s.headroom_blocks, self.s.headroom_fraction)
 
     def destination(self, source: str, cand: MigrationCandidate, accept: Callable[[str], bool]) -> str | None:
         """The freest destination that can hold `cand` and that `accept` allows, or None."""
@@ -220,5 +228,5 @@ class LlumnixMigrationPolicy:
         need = -(-cand.num_tokens // d.block_size)
         after_src = _with(s, free_blocks=s.free_blocks + cand.num_blocks, running=s.running - cand.running)
         after_dst = _with(d, free_blocks=d.free_blocks - need, running=d.running + 1)
-        h = self.settings.headroom_blocks
-        return llumnix_freeness(after_dst, h) >= llumnix_freeness(after_src, h)
+        h, f = self.settings.headroom_blocks, self.settings.headroom_fraction
+        return llumnix_freeness(after_dst, h, f) >= llumnix_freeness(after_src, h, f)

@@ -21,7 +21,11 @@ where `queued_blocks = ceil(queued_prompt_tokens / block_size)` (every queued or
 token) and `pending_*` are the gateway's dispatches the snapshot does not count yet. Migration
 reads the head of the line only (what blocks admission now); dispatch reads the whole queue, or a
 burst placed between two snapshots would all go to one instance whose freeness did not move.
-`headroom = headroom_blocks` when `view.high_priority > 0`, else 0.
+`headroom = headroom_blocks + high_priority * headroom_fraction * total_blocks` when
+`view.high_priority > 0`, else 0: with a fraction, each HIGH request reserves a share of its
+instance (Llumnix's headroom is a virtual usage large enough to keep its instance's batch small);
+the default fraction is 0 (measured in `docs/benchmarks.md`: at 26 req/s it buys HIGH requests
+their 1.5x only by making normal requests 1.5x slower).
 
 The scorer normalises dispatch freeness over the candidates, `(f - min_f) / (max_f - min_f)` with
 finite values only: the freest scores 1, the least free 0, a draining instance 0; all equal: 1.
@@ -39,37 +43,66 @@ DEFAULT_HEADROOM_BLOCKS = 64
 """Blocks an instance serving high-priority requests keeps free by default (the `llumnix` scorer's
 and `LlumnixMigrationSettings`' default): about a thousand 16-token slots."""
 
+DEFAULT_HEADROOM_FRACTION = 0.0
+"""Share of an instance's KV blocks each HIGH request it serves reserves on top of
+`DEFAULT_HEADROOM_BLOCKS` (the `llumnix` scorer's and `LlumnixMigrationSettings`' default)."""
 
-def _freeness(view: InstanceView, demand_blocks: int, batch: int, headroom_blocks: int) -> float:
+
+def validate_headroom(headroom_blocks: int, headroom_fraction: float) -> None:
+    """Raises ValueError unless `headroom_blocks >= 0` and `0 <= headroom_fraction <= 1`."""
+    if headroom_blocks < 0:
+        raise ValueError(f"headroom_blocks must be >= 0, got {headroom_blocks}")
+    if not 0.0 <= headroom_fraction <= 1.0:  # also refuses NaN
+        raise ValueError(f"headroom_fraction must be within [0, 1], got {headroom_fraction}")
+
+
+def headroom(view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0) -> float:
+    """Blocks `view` reserves for its HIGH requests: none without any, else `headroom_blocks` plus
+    `headroom_fraction` of its blocks per HIGH request (a virtual usage that grows with the
+    instance, so one serving HIGH requests looks loaded and keeps a small batch)."""
+    if view.high_priority <= 0:
+        return 0
+    return headroom_blocks + view.high_priority * headroom_fraction * view.total_blocks
+
+
+def _freeness(
+    view: InstanceView, demand_blocks: int, batch: int, headroom_blocks: int, headroom_fraction: float
+) -> float:
     if view.draining:
         return -math.inf
-    reserved = headroom_blocks if view.high_priority > 0 else 0
+    reserved = headroom(view, headroom_blocks, headroom_fraction)
     return (view.free_blocks - demand_blocks - reserved) / max(1, batch)
 
 
-def llumnix_freeness(view: InstanceView, headroom_blocks: int) -> float:
+def llumnix_freeness(view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0) -> float:
     """Freeness as migration reads it (see the module docstring): KV blocks per running request,
     after the head-of-line queued request's demand and the high-priority headroom; -inf draining."""
-    return _freeness(view, view.head_demand_blocks, view.running, headroom_blocks)
+    return _freeness(view, view.head_demand_blocks, view.running, headroom_blocks, headroom_fraction)
 
 
-def dispatch_freeness(view: InstanceView, headroom_blocks: int) -> float:
+def dispatch_freeness(view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0) -> float:
     """Freeness as dispatch reads it (see the module docstring): every queued and pending token's
     blocks count, and every queued and pending request shares the rest; -inf draining."""
     demand = -(-(view.queued_prompt_tokens + view.pending_tokens) // view.block_size)
-    return _freeness(view, demand, view.running + view.waiting + view.pending_requests, headroom_blocks)
+    return _freeness(
+        view, demand, view.running + view.waiting + view.pending_requests, headroom_blocks, headroom_fraction
+    )
 
 
 class LlumnixScorer:
     """Scores candidates by normalised dispatch freeness (see the module docstring)."""
 
-    def __init__(self, headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS) -> None:
-        if headroom_blocks < 0:
-            raise ValueError(f"headroom_blocks must be >= 0, got {headroom_blocks}")
+    def __init__(
+        self,
+        headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS,
+        headroom_fraction: float = DEFAULT_HEADROOM_FRACTION,
+    ) -> None:
+        validate_headroom(headroom_blocks, headroom_fraction)
         self.headroom_blocks = headroom_blocks
+        self.headroom_fraction = headroom_fraction
 
     def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
-        values = [dispatch_freeness(c, self.headroom_blocks) for c in cands]
+        values = [dispatch_freeness(c, self.headroom_blocks, self.headroom_fraction) for c in cands]
         finite = [f for f in values if f != -math.inf]
         if not finite:
             return [0.0] * len(values)

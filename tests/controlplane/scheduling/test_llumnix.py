@@ -7,7 +7,12 @@ import random
 
 import pytest
 
-from controlplane.scheduling.plugins.llumnix import LlumnixScorer, dispatch_freeness, llumnix_freeness
+from controlplane.scheduling.plugins.llumnix import (
+    LlumnixScorer,
+    dispatch_freeness,
+    headroom,
+    llumnix_freeness,
+)
 from controlplane.scheduling.policies import POLICIES, policy_migration, policy_profile
 from controlplane.scheduling.registry import build_framework
 from tests.controlplane.scheduling.helpers import REQ, view
@@ -67,3 +72,18 @@ def test_llumnix_policy_dispatches_to_the_freest_and_migrates():
     assert policy_profile("llumnix").scorers == {"llumnix": 1.0}
     assert policy_migration("llumnix") is not None
     assert policy_migration("infaas") is None
+
+
+def test_headroom_fraction_reserves_a_share_of_the_instance_per_high_request():
+    # 64 blocks of 1,000 plus 10% per HIGH request: 2 HIGH requests reserve 64 + 200
+    v = view("a", running=4, free_blocks=600, total_blocks=1000, high_priority=2)
+    assert headroom(v, 64, 0.1) == 264
+    assert headroom(view("b", total_blocks=1000), 64, 0.1) == 0
+    assert llumnix_freeness(v, 64, 0.1) == (600 - 264) / 4
+    assert dispatch_freeness(v, 64, 0.1) == (600 - 264) / 4
+
+
+def test_scorer_rejects_a_headroom_fraction_outside_0_1():
+    for bad in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="headroom_fraction"):
+            LlumnixScorer(headroom_fraction=bad)

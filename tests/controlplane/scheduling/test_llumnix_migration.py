@@ -94,6 +94,18 @@ def test_priority_moves_normal_work_off_an_instance_whose_headroom_is_eaten():
     ]
 
 
+def test_a_headroom_fraction_makes_an_instance_serving_high_requests_a_priority_source():
+    # a: 40 of 100 blocks free, 1 HIGH request; 50% of its blocks reserved per HIGH request eats it
+    views = [view("a", running=2, free_blocks=40, high_priority=1), view("b", running=1, free_blocks=10),
+             view("c", running=1, free_blocks=100)]
+    settings = LlumnixMigrationSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=0,
+                                        headroom_fraction=0.5)
+    assert plan(views, {"a": [cand("hi", 2, priority=Priority.HIGH), cand("n", 4)]}, settings=settings) == [
+        MigrationOrder("n", "a", "c", "priority")]
+    without = LlumnixMigrationSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=0)
+    assert plan(views, {"a": [cand("hi", 2, priority=Priority.HIGH), cand("n", 4)]}, settings=without) == []
+
+
 def test_priority_never_moves_high_requests():
     views = [view("a", running=1, free_blocks=5, high_priority=1), view("c", running=1, free_blocks=100)]
     settings = LlumnixMigrationSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=20)
@@ -149,6 +161,12 @@ def test_settings_are_validated_and_the_config_section_builds_them():
         LlumnixMigrationSettings(source_freeness=10, destination_freeness=5)
     with pytest.raises(ValueError, match="max_in_flight"):
         LlumnixMigrationSettings(max_in_flight=0)
+    with pytest.raises(ValueError, match="headroom_fraction"):
+        LlumnixMigrationSettings(headroom_fraction=1.5)
+    with pytest.raises(ValueError):
+        LlumnixMigrationSection.model_validate({"headroom_fraction": -0.1})
+    assert LlumnixMigrationSection.model_validate({"headroom_fraction": 0.25}).settings() == \
+        LlumnixMigrationSettings(headroom_fraction=0.25)
     section = LlumnixMigrationSection.model_validate({"headroom_blocks": 8, "max_in_flight": 2})
     assert section.settings() == LlumnixMigrationSettings(headroom_blocks=8, max_in_flight=2)
     with pytest.raises(ValueError):
