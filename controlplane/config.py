@@ -110,7 +110,8 @@ class MigrationSection(_Section):
     every `interval_s` (load balance, defragmentation, priority isolation: the `llumnix` policy
     with its thresholds in `llumnix`); drains and operators' migrations work without it (ray
     runtime). The staged copy ends once a stage sent at most `last_stage_blocks` blocks or after
-    `max_stages`; `max_in_flight` bounds migrations per instance; `transfer_timeout_s` each call."""
+    `max_stages`, each stage copied in calls of at most `stage_chunk_blocks` blocks (the source steps
+    between them); `max_in_flight` bounds migrations per instance; `transfer_timeout_s` each call."""
 
     enabled: bool = False
     interval_s: PositiveFloat = 0.5
@@ -118,6 +119,7 @@ class MigrationSection(_Section):
     max_stages: PositiveInt = 4
     max_in_flight: PositiveInt = 2
     transfer_timeout_s: PositiveFloat = 10.0
+    stage_chunk_blocks: PositiveInt = 32
     llumnix: LlumnixMigrationSection = Field(default_factory=LlumnixMigrationSection)
 
 

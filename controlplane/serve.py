@@ -60,7 +60,8 @@ async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> Cluster
         for i in range(n)
     ]
     m = config.migration
-    settings = MigrationSettings(m.last_stage_blocks, m.max_stages, m.max_in_flight, m.transfer_timeout_s)
+    settings = MigrationSettings(m.last_stage_blocks, m.max_stages, m.max_in_flight, m.transfer_timeout_s,
+                                 m.stage_chunk_blocks)
     return await RayCluster.start(
         specs, num_cpus_per_instance=config.cluster.num_cpus_per_instance, address=config.cluster.ray_address,
         migration=settings,

@@ -109,8 +109,8 @@ class InstanceActor:
         """The request as a migration candidate (MigrationRefused `unknown` if not here)."""
         return await self._step_loop().call(lambda r: r.describe(request_id))
 
-    async def export_stage(self, request_id: str, first_block: int) -> KVPages:
-        return await self._step_loop().call(lambda r: r.export_stage(request_id, first_block))
+    async def export_stage(self, request_id: str, first_block: int, max_blocks: int | None = None) -> KVPages:
+        return await self._step_loop().call(lambda r: r.export_stage(request_id, first_block, max_blocks))
 
     async def suspend(self, request_id: str, first_block: int) -> MigrationPayload:
         payload = await self._step_loop().call(lambda r: r.suspend(request_id, first_block))

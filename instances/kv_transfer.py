@@ -26,7 +26,8 @@ class KVPages:
     """Pages `first_block .. first_block + len(checksums) - 1` of a request's block table.
 
     `data` is `[num_pages, page_bytes]` uint8; `dtype` and `page_shape` say how to read a row.
-    `num_computed_tokens` is the source sequence's computed count when the pages were read."""
+    `num_computed_tokens` is the source sequence's computed count when the pages were read, and
+    `source_blocks` the number of blocks holding them (pages past these ones may remain)."""
 
     request_id: str
     first_block: int
@@ -35,6 +36,7 @@ class KVPages:
     dtype: str
     page_shape: tuple[int, ...]
     num_computed_tokens: int
+    source_blocks: int
 
     @property
     def num_pages(self) -> int:
@@ -52,7 +54,7 @@ def checksum(page: np.ndarray) -> int:
 
 def export_pages(
     kv_caches: Sequence[torch.Tensor], block_ids: Sequence[int], request_id: str, first_block: int,
-    num_computed_tokens: int,
+    num_computed_tokens: int, source_blocks: int,
 ) -> KVPages:
     """Copy the pages of `block_ids` (cache block numbers; table positions `first_block`, ...) out
     of `kv_caches` (one `[2, num_blocks, block_size, kv_heads, head_dim]` tensor per layer)."""
@@ -67,7 +69,7 @@ def export_pages(
     else:
         data = np.zeros((0, 0), dtype=np.uint8)
     return KVPages(request_id, first_block, data, [checksum(row) for row in data], str(cache.dtype),
-                   page_shape, num_computed_tokens)
+                   page_shape, num_computed_tokens, source_blocks)
 
 
 def import_pages(kv_caches: Sequence[torch.Tensor], block_ids: Sequence[int], pages: KVPages) -> None:

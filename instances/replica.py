@@ -37,14 +37,16 @@ class MigrationPayload:
 
 @dataclass(frozen=True)
 class StageAck:
-    """A destination's answer to one stage: pages `first_block .. first_block + num_pages - 1` are
-    in place; `full_blocks` leading blocks were full on the source (the next stage starts there,
-    re-sending a part-full last block); `nbytes` of pages were moved."""
+    """A destination's answer to one copy: pages `first_block .. first_block + num_pages - 1` are
+    in place; `remaining` more blocks held K/V on the source (a stage copied in chunks goes on from
+    `first_block + num_pages`); `full_blocks` leading blocks were full on the source (the next
+    stage starts there, re-sending a part-full last block); `nbytes` of pages were moved."""
 
     first_block: int
     num_pages: int
     full_blocks: int
     nbytes: int
+    remaining: int = 0
 
 
 @dataclass(frozen=True)
@@ -124,17 +126,20 @@ class Replica:
                 return cand
         raise MigrationRefused("unknown", f"request {request_id!r} is not running or queued on this instance")
 
-    def export_stage(self, request_id: str, first_block: int) -> KVPages:
+    def export_stage(self, request_id: str, first_block: int, max_blocks: int | None = None) -> KVPages:
         """Source, while the request keeps running: its pages from table position `first_block`
-        to the last block holding computed K/V (the last one part full is sent again later)."""
+        to the last block holding computed K/V (the last one part full is sent again later), at
+        most `max_blocks` of them (the caller asks for the rest in later calls, so the steps of
+        the source's other requests run between the copies)."""
         seq = self._sequence(request_id)
-        return self._pages(seq, first_block)
+        return self._pages(seq, first_block, max_blocks)
 
-    def _pages(self, seq: Sequence, first_block: int) -> KVPages:
+    def _pages(self, seq: Sequence, first_block: int, max_blocks: int | None = None) -> KVPages:
         bs = self.engine.config.block_size
-        end = -(-seq.num_computed_tokens // bs) if seq.status is not SequenceStatus.WAITING else 0
+        held = -(-seq.num_computed_tokens // bs) if seq.status is not SequenceStatus.WAITING else 0
+        end = held if max_blocks is None else min(held, first_block + max_blocks)
         ids = seq.block_ids[first_block:end]
-        return export_pages(self._kv_caches, ids, seq.request_id, first_block, seq.num_computed_tokens)
+        return export_pages(self._kv_caches, ids, seq.request_id, first_block, seq.num_computed_tokens, held)
 
     def suspend(self, request_id: str, first_block: int) -> MigrationPayload:
         """Source, stop-and-copy: take the request out of the batch (keeping its blocks) and
@@ -167,7 +172,8 @@ class Replica:
         end = pages.first_block + pages.num_pages
         blocks = self.engine.extend_reservation(pages.request_id, end * bs)
         import_pages(self._kv_caches, blocks[pages.first_block:end], pages)
-        return StageAck(pages.first_block, pages.num_pages, pages.num_computed_tokens // bs, pages.nbytes)
+        return StageAck(pages.first_block, pages.num_pages, pages.num_computed_tokens // bs, pages.nbytes,
+                        pages.source_blocks - end)
 
     def commit(self, payload: MigrationPayload) -> StageAck | None:
         """Destination: write the last pages and make the request run here, its detokenizer

@@ -3,9 +3,11 @@
 The protocol, for a request `r` from `S` to `D` (`MigrationOrder`):
 1. `S.describe(r)`: its size and whether it runs or waits; a queued request skips to step 3.
 2. `D.reserve(r, model, tokens)`: blocks on D, or a refusal (draining, no room, full, wrong model).
-   Then stages: `D.import_stage(S.export_stage(r, first))`, each sending the blocks written since
-   the previous stage (the first sends them all) while S keeps decoding `r`; the pages go through
-   Ray's object store straight from S to D. Stages end when the last one sent at most
+   Then stages: `D.import_stage(S.export_stage(r, first, chunk))`, each sending the blocks written
+   since the previous stage (the first sends them all) while S keeps decoding `r`, in calls of at
+   most `stage_chunk_blocks` blocks so that S's steps run between them (one call for a whole long
+   sequence stalled S's other requests for seconds); the pages go through Ray's object store
+   straight from S to D. Stages end when the last one sent at most
    `last_stage_blocks` pages, or after `max_stages`.
 3. Stop and copy: `D.commit(S.suspend(r, first))`: S takes `r` out of its batch at a step boundary
    and hands over its state and last pages; D checks them and `r` joins its running batch with
@@ -56,6 +58,7 @@ class MigrationSettings:
     max_stages: int = 4
     max_in_flight: int = 2
     transfer_timeout_s: float = 10.0
+    stage_chunk_blocks: int = 32  # blocks per copy call within a stage
 
 
 @dataclass(frozen=True)
@@ -159,13 +162,20 @@ class Migrator:
             if cand.running:
                 await self._call(dst.reserve.remote(rid, self.model, cand.num_tokens))
                 reserved = True
+                chunk = self.settings.stage_chunk_blocks
                 while stages < self.settings.max_stages:
-                    ack = await self._call(dst.import_stage.remote(src.export_stage.remote(rid, first)))
+                    sent = 0
+                    while True:  # one stage, in chunks: the source steps between them
+                        ack = await self._call(dst.import_stage.remote(src.export_stage.remote(rid, first, chunk)))
+                        sent += ack.num_pages
+                        blocks += ack.num_pages
+                        nbytes += ack.nbytes
+                        if ack.remaining <= 0:
+                            break
+                        first = ack.first_block + ack.num_pages
                     stages += 1
-                    blocks += ack.num_pages
-                    nbytes += ack.nbytes
                     first = ack.full_blocks
-                    if ack.num_pages <= self.settings.last_stage_blocks:
+                    if sent <= self.settings.last_stage_blocks:
                         break
             t0 = self.clock()
             suspended = True

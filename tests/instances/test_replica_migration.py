@@ -75,8 +75,13 @@ def migrate(src: Replica, dst: Replica, rid: str, out: Collector, *, stages: int
     for _ in range(stages):
         if rid not in src.engine.scheduler.requests:
             break
-        pages = src.export_stage(rid, sent)
-        sent = dst.import_stage(pages).full_blocks
+        while True:  # in chunks of at most 3 blocks, as the migrator copies a stage
+            ack = dst.import_stage(src.export_stage(rid, sent, 3))
+            assert ack.num_pages <= 3
+            if ack.remaining == 0:
+                break
+            sent = ack.first_block + ack.num_pages
+        sent = ack.full_blocks
         for _ in range(steps_between):
             out.take(src.step())
             out.take(dst.step())
