@@ -92,7 +92,7 @@ class StepLoop:
                 continue
             try:
                 fut.set_result(self._run_call(fn))
-            except Exception as e:  # handed to the caller, who awaits the future
+            except Exception as e:  # noqa: BLE001 - handed to the caller, who awaits the future
                 fut.set_exception(e)
 
     def _apply(self) -> None:
