@@ -10,8 +10,8 @@ The work is one step, or a *decode run*: when the next steps are pure decodes of
 set (`Engine.plan_decode_run`), up to `max_run_steps` of them are priced at once and handled as one
 event, ending at the first step that finishes a request. Every observable is as if each step were
 its own event: tokens are recorded at their steps' end times, `view` (read by the dispatcher)
-reflects the last step boundary passed (`DecodeRunView`), and a request added mid-run cuts the run
-at the step in progress, after which the instance steps as usual.
+reflects the last step boundary passed (`DecodeRunView`), and a request added mid-run
+(`interrupt` first) cuts the run at the step in progress, after which the instance steps as usual.
 
 Every sampled token is `SIM_TOKEN_ID`; requests run with `ignore_eos` and finish at their
 `max_tokens`, so a simulated request produces exactly the output length its trace gives (or
@@ -104,15 +104,6 @@ class SimInstance:
     def check(self, req: EngineRequest) -> None:
         """Raise ValueError if `req` can never run on this engine (the real engine's rule)."""
         self.engine.check(req)
-
-    def add(self, req: EngineRequest) -> float | None:
-        """Queue a request (already `check`ed); it joins the next step. If a decode run was in
-        progress it is cut at the step in progress on the clock, and the time that step ends (the
-        instance's new end of work) is returned; otherwise None."""
-        end = self.interrupt()
-        self.engine.add_request(req)
-        self.refresh()
-        return end
 
     def interrupt(self) -> float | None:
         """Before anything but a step changes the engine (an arrival, a migration verb): a decode run

@@ -217,10 +217,6 @@ class Simulation:
         except ValueError as e:
             self.recorder.rejected(request_id, str(e))
             return
-        end = inst.add(req)
-        if end is not None:
-            self._schedule(k, end)
-        elif not inst.busy:
-            self._start(k)
-            if inst.busy:
-                self.work.set_stepping(self.work.stepping + 1)
+        self._touch(k)  # it joins the next step: a decode run in progress is cut at the step in progress
+        inst.engine.add_request(req)
+        self._settle(k)
