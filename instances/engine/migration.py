@@ -18,17 +18,17 @@ it joins the next step's batch; a state with no computed tokens (a queued reques
 waiting queue instead and needs no reservation.
 
 Counts to keep exact (`LocalScheduler`'s running totals) only change when a request enters or
-leaves the running set or the waiting queue, which these verbs do through the same bookkeeping.
+leaves the running set or the waiting queue, which these verbs do through the scheduler's own
+`detach` and `attach`.
 """
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 
 import torch
 
-from instances.engine.scheduler import LocalScheduler, prefill_backlog
+from instances.engine.scheduler import LocalScheduler
 from instances.engine.sequence import Sequence, SequenceStatus
 from instances.types import EngineRequest, SamplingParams, TokenLogprob
 
@@ -119,14 +119,7 @@ class MigrationBooks:
         seq = s.requests.get(request_id)
         if seq is None or request_id in self.suspended:
             raise MigrationRefused("unknown", f"request {request_id!r} is not running or queued here")
-        if seq.status is SequenceStatus.RUNNING:
-            s.running.remove(seq)
-            s.running_tokens -= seq.num_tokens
-            s.running_backlog -= prefill_backlog(seq)
-        else:
-            s.waiting = [item for item in s.waiting if item[1] is not seq]
-            heapq.heapify(s.waiting)
-            s.waiting_tokens -= seq.num_tokens
+        s.detach(seq)
         seq.status = SequenceStatus.SUSPENDED
         self.suspended[request_id] = seq
         return state_of(seq, s.config.block_size)
@@ -136,7 +129,7 @@ class MigrationBooks:
         seq = self.suspended.pop(request_id, None)
         if seq is None:
             return False
-        self._enter(seq)
+        self.scheduler.attach(seq)
         return True
 
     def release(self, request_id: str) -> bool:
@@ -238,18 +231,5 @@ class MigrationBooks:
         else:
             self.cancel(rid)
         s.track(seq)
-        self._enter(seq)
+        s.attach(seq)
         return seq
-
-    def _enter(self, seq: Sequence) -> None:
-        """Put `seq` into the running set (it holds computed K/V) or the waiting queue."""
-        s = self.scheduler
-        if seq.num_computed_tokens > 0 and seq.block_ids:
-            seq.status = SequenceStatus.RUNNING
-            s.running.append(seq)
-            s.running_tokens += seq.num_tokens
-            s.running_backlog += prefill_backlog(seq)
-        else:
-            seq.status = SequenceStatus.WAITING
-            heapq.heappush(s.waiting, (seq.priority_key, seq))
-            s.waiting_tokens += seq.num_tokens

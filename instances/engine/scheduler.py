@@ -140,18 +140,36 @@ class LocalScheduler:
         seq = self.untrack(request_id)
         if seq is None:
             return None
+        self.detach(seq)
+        self.blocks.free(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = FinishReason.ABORT
+        return seq
+
+    def detach(self, seq: Sequence) -> None:
+        """Take a running or waiting `seq` out of the running set or the waiting queue, keeping its
+        blocks; the running totals follow. (Abort and a migration's suspend.)"""
         if seq.status is SequenceStatus.RUNNING:
             self.running.remove(seq)
             self.running_tokens -= seq.num_tokens
             self.running_backlog -= prefill_backlog(seq)
-            self.blocks.free(seq)
         else:
             self.waiting = [item for item in self.waiting if item[1] is not seq]
             heapq.heapify(self.waiting)
             self.waiting_tokens -= seq.num_tokens
-        seq.status = SequenceStatus.FINISHED
-        seq.finish_reason = FinishReason.ABORT
-        return seq
+
+    def attach(self, seq: Sequence) -> None:
+        """Put `seq` (in no queue) into the running set when it holds computed K/V, else into the
+        waiting queue; the running totals follow. (Preemption, a migration's resume or commit.)"""
+        if seq.num_computed_tokens > 0 and seq.block_ids:
+            seq.status = SequenceStatus.RUNNING
+            self.running.append(seq)
+            self.running_tokens += seq.num_tokens
+            self.running_backlog += prefill_backlog(seq)
+        else:
+            seq.status = SequenceStatus.WAITING
+            heapq.heappush(self.waiting, (seq.priority_key, seq))
+            self.waiting_tokens += seq.num_tokens
 
     def has_work(self) -> bool:
         return bool(self.running or self.waiting)
@@ -208,11 +226,9 @@ class LocalScheduler:
         self.running_backlog -= prefill_backlog(seq)
         self.blocks.free(seq)
         seq.num_computed_tokens = 0
-        seq.status = SequenceStatus.WAITING
         seq.num_preemptions += 1
         self.num_preemptions += 1
-        heapq.heappush(self.waiting, (seq.priority_key, seq))
-        self.waiting_tokens += seq.num_tokens
+        self.attach(seq)  # to the waiting queue: it holds nothing now
 
     def update(self, batch: ScheduledBatch, sampled: Mapping[str, SampledToken]) -> list[Sequence]:
         """Apply a step's results: advance computed counts, append samples, finish sequences.
