@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from controlplane.controller.migrator import MigrationOutcome
@@ -40,6 +40,10 @@ class MigratingCluster(Protocol):
 
     async def set_draining(self, instance_id: str, draining: bool) -> None: ...
 
+    def migrations_in_flight(self) -> Mapping[str, int]:
+        """Migrations in flight per instance (as source or destination)."""
+        ...
+
 
 class Controller:
     """Migration planning over one cluster (see the module docstring)."""
@@ -52,7 +56,6 @@ class Controller:
         self.interval_s = interval_s
         self.plan_load = plan_load
         self._tasks: set[asyncio.Task] = set()
-        self._in_flight: dict[str, int] = {}
 
     async def run(self) -> None:
         """Tick until cancelled; a failing tick is logged and the next one runs."""
@@ -75,17 +78,12 @@ class Controller:
             return []
         ids = [v.instance_id for v in views if v.healthy and (v.running or v.waiting)]
         candidates = await self.cluster.migration_candidates(ids)
-        orders = self.policy.plan(views, candidates, dict(self._in_flight))
+        orders = self.policy.plan(views, candidates, dict(self.cluster.migrations_in_flight()))
         for order in orders:
-            self._start(order)
+            task = asyncio.get_running_loop().create_task(self._migrate(order))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return orders
-
-    def _start(self, order: MigrationOrder) -> None:
-        for iid in (order.source, order.destination):
-            self._in_flight[iid] = self._in_flight.get(iid, 0) + 1
-        task = asyncio.get_running_loop().create_task(self._migrate(order))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _migrate(self, order: MigrationOrder) -> None:
         try:
@@ -95,9 +93,6 @@ class Controller:
                          order.destination, outcome.result, outcome.detail)
         except FlotillaError as e:  # MigrationBusy: a later tick plans again
             log.info("migration of %s not started: %s", order.request_id, e.message)
-        finally:
-            for iid in (order.source, order.destination):
-                self._in_flight[iid] -= 1
 
     async def drain(self, instance_id: str) -> None:
         """Stop new work on `instance_id`; the next ticks migrate its requests away."""

@@ -18,7 +18,7 @@ import contextlib
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 
 import ray
@@ -148,6 +148,9 @@ class RayCluster:
                 raise got
         # an instance that died meanwhile gives nothing away; its pump marks it unhealthy
         return {iid: got for iid, got in zip(ids, lists) if not isinstance(got, RayError)}
+
+    def migrations_in_flight(self) -> Mapping[str, int]:
+        return self.migrator.in_flight
 
     async def migrate(self, order: MigrationOrder) -> MigrationOutcome:
         """Carry out one migration (see `Migrator.migrate`)."""
