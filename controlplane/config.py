@@ -88,13 +88,16 @@ class ProfileConfig(_Section):
     picker: str = "power_of_two"
 
 
+LLUMNIX_PROFILE = ProfileConfig(filters=("healthy",), scorers={"llumnix": 1.0}, picker="max_score")
+"""Llumnix's dispatch (the freest instance); with `migration.enabled` the whole llumnix policy."""
+
+
 def _default_profiles() -> dict[str, ProfileConfig]:
     return {
         "default": ProfileConfig(
             filters=("healthy",), scorers={"load": 1.0, "free_kv": 0.5}, picker="power_of_two"
         ),
-        # Llumnix's dispatch (the freest instance); with `migration.enabled` the whole llumnix policy
-        "llumnix": ProfileConfig(filters=("healthy",), scorers={"llumnix": 1.0}, picker="max_score"),
+        "llumnix": LLUMNIX_PROFILE,
     }
 
 

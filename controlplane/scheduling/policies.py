@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from controlplane.config import ProfileConfig
+from controlplane.config import LLUMNIX_PROFILE, ProfileConfig
 from controlplane.errors import ConfigError
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.migration import MigrationPolicy
@@ -39,7 +39,7 @@ BASELINE_POLICIES: dict[str, ProfileConfig] = {
 
 POLICIES: dict[str, ProfileConfig] = {
     **BASELINE_POLICIES,
-    "llumnix": ProfileConfig(filters=("healthy",), scorers={"llumnix": 1.0}, picker="max_score"),
+    "llumnix": LLUMNIX_PROFILE,
 }
 
 MIGRATION_POLICIES: dict[str, Callable[[], MigrationPolicy]] = {"llumnix": LlumnixMigrationPolicy}
