@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import sys
 
@@ -73,7 +72,7 @@ def build_controller(config: FlotillaConfig, cluster: Cluster) -> Controller | N
     if not isinstance(cluster, RayCluster):
         return None
     m = config.migration
-    policy = LlumnixMigrationPolicy(dataclasses.replace(m.llumnix.settings(), max_in_flight=m.max_in_flight))
+    policy = LlumnixMigrationPolicy(m.llumnix.settings(m.max_in_flight))
     return Controller(cluster, policy, interval_s=m.interval_s, plan_load=m.enabled)
 
 

@@ -68,8 +68,8 @@ class LlumnixMigrationSettings:
 
 
 class LlumnixMigrationSection(BaseModel):
-    """The config tree's form of `LlumnixMigrationSettings` (to mount as e.g.
-    `controller.migration.llumnix`); `settings()` gives the dataclass."""
+    """The config tree's form of `LlumnixMigrationSettings` (`migration.llumnix`); `settings()`
+    gives the dataclass."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -77,11 +77,11 @@ class LlumnixMigrationSection(BaseModel):
     destination_freeness: float = Field(default=16.0, allow_inf_nan=False)
     headroom_blocks: int = Field(default=DEFAULT_HEADROOM_BLOCKS, ge=0)
     headroom_fraction: float = Field(default=DEFAULT_HEADROOM_FRACTION, ge=0.0, le=1.0, allow_inf_nan=False)
-    max_in_flight: int = Field(default=1, ge=1)
 
-    def settings(self) -> LlumnixMigrationSettings:
-        """The dataclass; raises ValueError when destination_freeness < source_freeness."""
-        return LlumnixMigrationSettings(**self.model_dump())
+    def settings(self, max_in_flight: int) -> LlumnixMigrationSettings:
+        """The dataclass, with the in-flight bound the migrations run under (`migration.max_in_flight`,
+        which the migrator enforces too); raises ValueError when destination_freeness < source_freeness."""
+        return LlumnixMigrationSettings(**self.model_dump(), max_in_flight=max_in_flight)
 
 
 _VIEW_FIELDS = tuple(f.name for f in fields(InstanceView))

@@ -165,9 +165,9 @@ def test_settings_are_validated_and_the_config_section_builds_them():
         LlumnixMigrationSettings(headroom_fraction=1.5)
     with pytest.raises(ValueError):
         LlumnixMigrationSection.model_validate({"headroom_fraction": -0.1})
-    assert LlumnixMigrationSection.model_validate({"headroom_fraction": 0.25}).settings() == \
+    assert LlumnixMigrationSection.model_validate({"headroom_fraction": 0.25}).settings(max_in_flight=1) == \
         LlumnixMigrationSettings(headroom_fraction=0.25)
-    section = LlumnixMigrationSection.model_validate({"headroom_blocks": 8, "max_in_flight": 2})
-    assert section.settings() == LlumnixMigrationSettings(headroom_blocks=8, max_in_flight=2)
+    section = LlumnixMigrationSection.model_validate({"headroom_blocks": 8})
+    assert section.settings(max_in_flight=2) == LlumnixMigrationSettings(headroom_blocks=8, max_in_flight=2)
     with pytest.raises(ValueError):
         LlumnixMigrationSection.model_validate({"headroom": 8})
