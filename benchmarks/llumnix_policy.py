@@ -12,9 +12,11 @@ conversation trace, its arrivals compressed to the target mean rate). Migration:
 1. Load: round-robin's P99 / P50 TTFT at each rate of `--scan`; the experiments run at `--rate`
    (the issue asks for a load where that ratio is over 10).
 2. Dispatch + migration: every baseline and `llumnix` at that load; P99 TTFT and TPOT ratios.
-3. Priorities: `llumnix` with `--high-fraction` of requests HIGH vs the same requests all NORMAL,
-   with the default headroom and with `--headroom-fraction` of the blocks reserved per HIGH request
-   (scorer and migration policy alike).
+3. Priorities, at `--priority-rate` over each seed of `--priority-seeds` (a P99 E2E moves by 10-20%
+   from one seed's bursts to the next): `llumnix` with `--high-fraction` of requests HIGH vs the
+   same requests all NORMAL, with the default headroom and with `--headroom-fraction` of the blocks
+   reserved per HIGH request instead (scorer and migration policy alike; 0: no isolation, only
+   the queues' priority order).
 4. Offline: `llumnix` with `--offline-rate` offline requests/s added vs without, at `--offline-online-rate`
    (an online load with spare capacity).
 Every baseline is measured in the same run. Tables on stdout, progress on stderr; writes
@@ -71,12 +73,12 @@ def scorer_override(name: str, factory):
 
 def class_table(rows: dict[str, dict[str, Any]]) -> str:
     """P99 TTFT / TPOT / E2E per run and class, in ms and s."""
-    header = (f"{'run':<28} {'class':<8} {'reqs':>6} {'TTFT p50 ms':>11} {'TTFT p99 ms':>11} "
+    header = (f"{'run':<44} {'class':<8} {'reqs':>6} {'TTFT p50 ms':>11} {'TTFT p99 ms':>11} "
               f"{'TPOT p99 ms':>11} {'E2E p99 s':>9}")
     lines = [header]
     for name, r in rows.items():
         for cls, c in r["classes"].items():
-            lines.append(f"{name:<28} {cls:<8} {c['requests']:>6} {1000 * c['ttft']['p50']:>11.0f} "
+            lines.append(f"{name:<44} {cls:<8} {c['requests']:>6} {1000 * c['ttft']['p50']:>11.0f} "
                          f"{1000 * c['ttft']['p99']:>11.0f} {1000 * c['tpot']['p99']:>11.1f} {c['e2e']['p99']:>9.2f}")
     return "\n".join(lines)
 
@@ -98,6 +100,37 @@ def plot_classes(rows: dict[str, dict[str, Any]], path: Path) -> None:
     save_figure(plt, fig, path)
 
 
+def priorities(args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """Section 3: per seed, the runs and the ratios the issue names; printed as it goes."""
+    rate, hf, pct = args.priority_rate, args.headroom_fraction, f"{args.high_fraction:.0%} high"
+    runs: dict[int, dict[str, Any]] = {}
+    ratios: dict[int, dict[str, float]] = {}
+    for seed in (int(x) for x in args.priority_seeds.split(",")):
+        base = replace(workload("sharegpt-gamma4", rate, n), seed=seed)
+        high = replace(base, high_priority_fraction=args.high_fraction)
+        r = {"no classes": run(base, "llumnix", f"priorities seed {seed} plain").results,
+             pct: run(high, "llumnix", f"priorities seed {seed}").results,
+             f"{pct}, headroom_fraction {hf:g}": run(high, "llumnix", f"priorities seed {seed} fraction {hf:g}",
+                                                      hf).results}
+        plain = r["no classes"]["classes"]["normal"]
+        ratios[seed] = {}
+        for tag, key in (("", pct), ("fraction_", f"{pct}, headroom_fraction {hf:g}")):
+            c = r[key]["classes"]
+            ratios[seed] |= {
+                f"{tag}normal_over_high_e2e_p99": c["normal"]["e2e"]["p99"] / c["high"]["e2e"]["p99"],
+                f"{tag}normal_e2e_p99_vs_no_classes": c["normal"]["e2e"]["p99"] / plain["e2e"]["p99"],
+            }
+        runs[seed] = r
+        print(f"\npriorities, sharegpt-gamma4 at {rate:g} req/s, seed {seed}")
+        print(class_table({f"llumnix, {k}": v for k, v in r.items()}))
+        print("ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios[seed].items()))
+    met = [s for s, x in ratios.items()
+           if x["normal_over_high_e2e_p99"] >= 1.5 and x["normal_e2e_p99_vs_no_classes"] <= 1.1]
+    print(f"priority targets (HIGH P99 E2E >= 1.5x lower than normal, normal within 10%) met on seeds {met} "
+          f"of {sorted(ratios)}")
+    return {"rate": rate, "runs": runs, "ratios": ratios, "met_seeds": met}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
@@ -107,8 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--azure-scan", default="10,12,14", help="rates of the azure-conv round-robin load scan")
     parser.add_argument("--scan", default="15,20,25,26", help="rates of the round-robin load scan")
     parser.add_argument("--high-fraction", type=float, default=0.1)
-    parser.add_argument("--headroom-fraction", type=float, default=0.25,
-                        help="blocks reserved per HIGH request, as a share, in the second priority run")
+    parser.add_argument("--priority-rate", type=float, default=32.0,
+                        help="sharegpt-gamma4 rate of the priority runs, req/s (default 32)")
+    parser.add_argument("--priority-seeds", default="0,1,2", help="workload seeds of the priority runs")
+    parser.add_argument("--headroom-fraction", type=float, default=0.0,
+                        help="blocks reserved per HIGH request, as a share, in the third priority run (default 0)")
     parser.add_argument("--offline-rate", type=float, default=2.0, help="offline requests/s")
     parser.add_argument("--offline-online-rate", type=float, default=15.0,
                         help="sharegpt-gamma4 online rate of the offline experiment (default 15)")
@@ -148,34 +184,19 @@ def main(argv: list[str] | None = None) -> int:
                   Path(args.img_dir) / f"llumnix_policy_{name}_cdf.png",
                   f"{name} at {rate:g} req/s, 16 x A10, Llama-2-7B")
 
-    base = workload("sharegpt-gamma4", args.rate, n)
-    high = replace(base, high_priority_fraction=args.high_fraction)
-    hf, pct = args.headroom_fraction, f"{args.high_fraction:.0%} high"
+    out["priorities"] = priorities(args, n)
     online = workload("sharegpt-gamma4", args.offline_online_rate, n)
     orate = f"{args.offline_online_rate:g}/s"
     classes = {
-        "llumnix, no classes": out["dispatch"]["sharegpt-gamma4"]["runs"]["llumnix"],
-        f"llumnix, {pct}": run(high, "llumnix", "priorities").results,
-        f"llumnix, {pct}, headroom {hf:g}": run(high, "llumnix", "priorities headroom", hf).results,
-        f"infaas, {pct}": run(high, "infaas", "priorities infaas").results,
         f"llumnix {orate}": run(online, "llumnix", "online").results,
         f"llumnix {orate}, +{args.offline_rate:g}/s offline": run(
             replace(online, offline_rate=args.offline_rate), "llumnix", "offline").results,
     }
-    print(f"\nclasses, sharegpt-gamma4 at {args.rate:g} req/s (offline: at {orate})")
+    print(f"\noffline work, sharegpt-gamma4 at {orate}")
     print(class_table(classes))
-    plain = classes["llumnix, no classes"]["classes"]["normal"]
-    summary: dict[str, Any] = {}
-    for tag, key in (("", f"llumnix, {pct}"), ("headroom_", f"llumnix, {pct}, headroom {hf:g}")):
-        prio = classes[key]["classes"]
-        summary |= {
-            f"{tag}normal_over_high_e2e_p99": prio["normal"]["e2e"]["p99"] / prio["high"]["e2e"]["p99"],
-            f"{tag}normal_e2e_p99_vs_no_classes": prio["normal"]["e2e"]["p99"] / plain["e2e"]["p99"],
-            f"{tag}normal_ttft_p99_vs_no_classes": prio["normal"]["ttft"]["p99"] / plain["ttft"]["p99"],
-        }
     alone = classes[f"llumnix {orate}"]
     off = classes[f"llumnix {orate}, +{args.offline_rate:g}/s offline"]
-    summary |= {
+    summary: dict[str, Any] = {
         "online_ttft_p99_with_offline_vs_without": off["classes"]["normal"]["ttft"]["p99"]
         / alone["classes"]["normal"]["ttft"]["p99"],
         "online_tpot_p99_with_offline_vs_without": off["classes"]["normal"]["tpot"]["p99"]
@@ -183,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         "offline_completed": off["classes"]["offline"]["completed"],
         "offline_throughput_tokens_per_s": off["throughput_tokens_per_s"] - alone["throughput_tokens_per_s"],
     }
-    print("classes: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
-    out["classes"] = {"runs": classes, "summary": summary}
-    plot_classes(classes, Path(args.img_dir) / "llumnix_policy_classes.png")
+    print("offline: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
+    out["offline"] = {"runs": classes, "summary": summary}
+    first = min(out["priorities"]["runs"])  # the plot shows one seed's priority runs
+    plot_classes({f"{k}, seed {first}": r for k, r in out["priorities"]["runs"][first].items()} | classes,
+                 Path(args.img_dir) / "llumnix_policy_classes.png")
 
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)

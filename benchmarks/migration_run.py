@@ -14,7 +14,11 @@ commit answered. `benchmarks/migration_analysis.py` turns these into the figures
   normal inter-token times (the median in the baseline window);
 - `stall_s`: the same from r's last token before the migration began (pre-copy stages included);
 - `source_slowdown` / `destination_slowdown`: per-token time of the instance's other requests (its
-  step interval) from the migration's start to the commit over the baseline window's;
+  step interval) from the migration's start to the suspend (while the batch still holds r, as in
+  the baseline window) over the baseline window's;
+- `source_blocked_share`: the time the source's loop spent between two steps with work in that
+  window (serving the migration's calls), as a share of the window: the migration's direct cost
+  to the others, which the per-token ratio also holds beside the machine's noise;
 - `source_blocked_s`: the longest time the source's loop spent between two steps in the window.
 """
 
@@ -56,10 +60,10 @@ class RunShape:
     others: int = 3
     other_prompt: int = 128
     other_max_tokens: int = 1024
-    lead: int = 32  # r's prompt is L - lead tokens (at most max_model_len - max_output / 2)
-    max_output: int = 256
+    lead: int = 32  # r's prompt is L - lead tokens (at most max_model_len - max_output: room for the repeats)
+    max_output: int = 512
     settle: int = 1
-    window: int = 6
+    window: int = 24
     seed: int = 0
 
 
@@ -121,7 +125,7 @@ def _greedy(max_tokens: int) -> SamplingParams:
 
 def target_request(shape: RunShape, length: int, max_model_len: int) -> EngineRequest:
     """The request migrated at `length`: greedy, EOS ignored, a random prompt."""
-    prompt = min(length - shape.lead, max_model_len - shape.max_output // 2)
+    prompt = min(length - shape.lead, max_model_len - shape.max_output)
     rng = random.Random(f"r-{shape.seed}-{length}")
     return EngineRequest(f"r{length}", _prompt(rng, prompt), _greedy(min(shape.max_output, max_model_len - prompt)))
 
@@ -182,18 +186,19 @@ async def migrate_once(
         seq_tokens=len(r.req.prompt_token_ids) + (q if q is not None else len(r.times)),
         suspend_s=t_susp - t_start, commit_s=t_commit - t_start,
         gateway_downtime_s=excess(r.times, p, q, tpot), stall_s=excess(r.times, b, q, tpot),
-        source_slowdown_gateway=_mean_ratio(others[src], base, (t_start, t_commit)),
+        source_slowdown_gateway=_mean_ratio(others[src], base, (t_start, t_susp)),
     )
     if probe.traces:
         s_steps, d_steps = probe.steps(src), probe.steps(dst)
         w = probe.wall
-        wbase, wmig = (w(base[0]), w(base[1])), (w(t_start), w(t_commit))
+        wbase, wmig, wcopy = (w(base[0]), w(base[1])), (w(t_start), w(t_commit)), (w(t_start), w(t_susp))
         blocked, blocked_total = loop_blocked(s_steps, *wmig)
         row.update(
             downtime_s=no_batch_gap(s_steps, d_steps, w(t_start), len(r.req.prompt_token_ids) // 2),
-            source_slowdown=step_slowdown(s_steps, wbase, wmig),
-            destination_slowdown=step_slowdown(d_steps, wbase, wmig),
+            source_slowdown=step_slowdown(s_steps, wbase, wcopy),
+            destination_slowdown=step_slowdown(d_steps, wbase, wcopy),
             source_blocked_s=blocked, source_blocked_total_s=blocked_total,
+            source_blocked_share=loop_blocked(s_steps, *wcopy)[1] / max(t_susp - t_start, 1e-9),
             destination_blocked_s=loop_blocked(d_steps, *wmig)[0],
         )
     return row
@@ -249,7 +254,8 @@ async def measure_length(
 
 SUMMARY_KEYS = ("seq_tokens", "downtime_s", "gateway_downtime_s", "migrator_downtime_s", "stall_s", "tpot_s",
                 "stages", "blocks", "bytes", "migration_s", "source_slowdown", "destination_slowdown",
-                "source_slowdown_gateway", "source_blocked_s", "source_blocked_total_s", "destination_blocked_s")
+                "source_slowdown_gateway", "source_blocked_s", "source_blocked_total_s", "source_blocked_share",
+                "destination_blocked_s")
 
 
 def summarize(length: int, prompt: int, ttft: float, rows: list[dict], tokens: list[int]) -> dict:

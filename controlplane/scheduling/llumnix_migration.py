@@ -20,7 +20,9 @@ they claim the per-instance in-flight budget:
 Request choice on a source: lowest class first (OFFLINE, then LOW, NORMAL, HIGH), then the cheapest
 to move (fewest KV blocks; a queued request has none), then the last admitted. Destinations are
 healthy, not draining, not the source, and can hold the request's tokens without blocking their own
-head-of-line request or eating their headroom; among them the freest (lowest id on ties). Each
+head-of-line request or eating their headroom; among them the freest (lowest id on ties). A HIGH
+request (moved only by a drain, or by load once its source has nothing else) sees the headroom as
+its own: it neither needs room beyond it nor counts it in freeness, as in dispatch. Each
 order adds one to the in-flight count of both ends, and no instance goes over `max_in_flight`.
 Planning updates the ends' free blocks and batch sizes as it orders, so one plan does not send
 everything to the same destination. Pure: snapshots in, orders out; no clock, no randomness.
@@ -108,23 +110,29 @@ class _Plan:
         self.orders: list[MigrationOrder] = []
         self.moved: set[str] = set()
 
-    def freeness(self, instance_id: str) -> float:
+    def freeness(self, instance_id: str, high: bool = False) -> float:
+        """Migration freeness; as a HIGH request sees it (`high`), without the headroom kept for it."""
+        if high:
+            return llumnix_freeness(self.views[instance_id], 0, 0.0)
         return llumnix_freeness(self.views[instance_id], self.s.headroom_blocks, self.s.headroom_fraction)
 
     def has_budget(self, instance_id: str) -> bool:
         return self.in_flight[instance_id] < self.s.max_in_flight
 
-    def room(self, v: InstanceView) -> int:
-        """Blocks a destination can give a newcomer without blocking its queue or eating headroom."""
-        return v.free_blocks - v.head_demand_blocks - headroom(v, self.s.headroom_blocks, self.s.headroom_fraction)
+    def room(self, v: InstanceView, high: bool) -> float:
+        """Blocks a destination can give a newcomer without blocking its queue or, unless the
+        newcomer is HIGH (the headroom is kept for it), eating headroom."""
+        reserved = 0 if high else headroom(v, self.s.headroom_blocks, self.s.headroom_fraction)
+        return v.free_blocks - v.head_demand_blocks - reserved
 
     def destination(self, source: str, cand: MigrationCandidate, accept: Callable[[str], bool]) -> str | None:
         """The freest destination that can hold `cand` and that `accept` allows, or None."""
         need = -(-cand.num_tokens // self.views[source].block_size)
+        high = cand.priority == Priority.HIGH
         best, best_free = None, -math.inf
         for d, v in self.views.items():
             if (d != source and v.healthy and not v.draining and self.has_budget(d)
-                    and self.room(v) >= need and accept(d) and (f := self.freeness(d)) > best_free):
+                    and self.room(v, high) >= need and accept(d) and (f := self.freeness(d, high)) > best_free):
                 best, best_free = d, f
         return best
 

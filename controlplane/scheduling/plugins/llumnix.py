@@ -7,8 +7,10 @@ scheduling goal into load that dispatch and migration then even out:
 
 - queued requests count with their real demand (de-fragmentation: a head-of-line request that
   does not fit makes its instance look loaded, so migration moves running requests away);
-- an instance serving high-priority requests reserves `headroom_blocks` (priority isolation: it
-  looks less free, so normal work avoids it and migration moves normal work off it);
+- an instance serving high-priority requests reserves a headroom (priority isolation: it looks
+  less free to normal work, so normal work avoids it and migration moves normal work off it; the
+  headroom is reserved *for* HIGH requests, so a HIGH request's dispatch does not count it, and
+  HIGH requests gather on the instances already serving them, kept light by that headroom);
 - a draining instance carries an infinitely large virtual request: its freeness is -inf.
 
 Two readings, as Llumnix's own load calculator has (`dispatch` and `migrate` loads):
@@ -23,9 +25,9 @@ reads the head of the line only (what blocks admission now); dispatch reads the 
 burst placed between two snapshots would all go to one instance whose freeness did not move.
 `headroom = headroom_blocks + high_priority * headroom_fraction * total_blocks` when
 `view.high_priority > 0`, else 0: with a fraction, each HIGH request reserves a share of its
-instance (Llumnix's headroom is a virtual usage large enough to keep its instance's batch small);
-the default fraction is 0 (measured in `docs/benchmarks.md`: at 26 req/s it buys HIGH requests
-their 1.5x only by making normal requests 1.5x slower).
+instance (Llumnix's headroom is a virtual usage large enough to keep its instance's batch small).
+The defaults and the trade-off they make (HIGH requests' speed against normal requests' capacity)
+are measured in `docs/benchmarks.md`.
 
 The scorer normalises dispatch freeness over the candidates, `(f - min_f) / (max_f - min_f)` with
 finite values only: the freest scores 1, the least free 0, a draining instance 0; all equal: 1.
@@ -38,12 +40,13 @@ import math
 from collections.abc import Sequence
 
 from controlplane.scheduling.types import InstanceView, RequestView
+from instances.types import Priority
 
 DEFAULT_HEADROOM_BLOCKS = 64
 """Blocks an instance serving high-priority requests keeps free by default (the `llumnix` scorer's
 and `LlumnixMigrationSettings`' default): about a thousand 16-token slots."""
 
-DEFAULT_HEADROOM_FRACTION = 0.0
+DEFAULT_HEADROOM_FRACTION = 0.05
 """Share of an instance's KV blocks each HIGH request it serves reserves on top of
 `DEFAULT_HEADROOM_BLOCKS` (the `llumnix` scorer's and `LlumnixMigrationSettings`' default)."""
 
@@ -102,7 +105,10 @@ class LlumnixScorer:
         self.headroom_fraction = headroom_fraction
 
     def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
-        values = [dispatch_freeness(c, self.headroom_blocks, self.headroom_fraction) for c in cands]
+        if req.priority == Priority.HIGH:  # the headroom is kept for it: it counts as free
+            values = [dispatch_freeness(c, 0, 0.0) for c in cands]
+        else:
+            values = [dispatch_freeness(c, self.headroom_blocks, self.headroom_fraction) for c in cands]
         finite = [f for f in values if f != -math.inf]
         if not finite:
             return [0.0] * len(values)

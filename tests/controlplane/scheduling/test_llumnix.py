@@ -15,6 +15,8 @@ from controlplane.scheduling.plugins.llumnix import (
 )
 from controlplane.scheduling.policies import POLICIES, policy_migration, policy_profile
 from controlplane.scheduling.registry import build_framework
+from controlplane.scheduling.types import RequestView
+from instances.types import Priority
 from tests.controlplane.scheduling.helpers import REQ, view
 
 
@@ -51,6 +53,16 @@ def test_scorer_normalises_and_scores_draining_zero():
     cands = [view("a", running=1, free_blocks=10), view("b", running=1, free_blocks=50),
              view("c", free_blocks=100, draining=True), view("d", running=1, free_blocks=30)]
     assert LlumnixScorer(headroom_blocks=0).score(REQ, cands) == [0.0, 1.0, 0.0, 0.5]
+
+
+def test_a_high_request_sees_the_headroom_kept_for_it_as_free():
+    # b serves one HIGH request: normal work sees (100 - 64) / 2 = 18 < a's 25; a HIGH request sees 50
+    cands = [view("a", running=4, free_blocks=100), view("b", running=2, free_blocks=100, high_priority=1),
+             view("c", running=10, free_blocks=100)]
+    high = RequestView(request_id="h", num_prompt_tokens=10, max_tokens=20, priority=Priority.HIGH)
+    scorer = LlumnixScorer(headroom_blocks=64, headroom_fraction=0.0)
+    assert scorer.score(REQ, cands) == [1.0, pytest.approx((18 - 10) / (25 - 10)), 0.0]
+    assert scorer.score(high, cands) == [pytest.approx((25 - 10) / (50 - 10)), 1.0, 0.0]
 
 
 def test_scorer_all_equal_scores_one_and_all_draining_zero():

@@ -126,6 +126,18 @@ def test_drain_gives_everything_away_queued_first_to_the_freest():
     ]
 
 
+def test_a_drained_high_request_may_use_the_headroom_kept_for_high_requests():
+    # b serves HIGH requests: 30 free blocks, all of them headroom (20) and more; c is full of normal work.
+    # The normal request cannot go to b (10 blocks of room), the HIGH one can (it sees 30 free, 30 per request)
+    views = [view("a", running=2, free_blocks=50, draining=True),
+             view("b", running=1, free_blocks=30, high_priority=1),
+             view("c", running=8, free_blocks=10)]
+    candidates = {"a": [cand("n", 11, order=1), cand("h", 11, priority=Priority.HIGH, order=2)]}
+    assert plan(views, candidates, settings=LlumnixMigrationSettings(headroom_blocks=20, max_in_flight=3)) == [
+        MigrationOrder("h", "a", "b", "drain"),
+    ]
+
+
 def test_never_to_a_draining_or_unhealthy_destination_nor_from_an_unhealthy_source():
     views = [view("a", running=10, free_blocks=20), view("b", free_blocks=100, draining=True),
              view("c", free_blocks=100, healthy=False), view("u", running=10, free_blocks=0, healthy=False)]
