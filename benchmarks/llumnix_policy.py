@@ -85,7 +85,7 @@ def class_table(rows: dict[str, dict[str, Any]]) -> str:
 
 def plot_classes(rows: dict[str, dict[str, Any]], path: Path) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6))
     for ax, metric in zip(axes, ("ttft", "e2e")):
         labels, values = [], []
         for name, r in rows.items():
@@ -93,7 +93,7 @@ def plot_classes(rows: dict[str, dict[str, Any]], path: Path) -> None:
                 labels.append(f"{name}\n{cls}")
                 values.append(c[metric]["p99"])
         ax.bar(range(len(values)), values)
-        ax.set_xticks(range(len(values)), labels, fontsize=7)
+        ax.set_xticks(range(len(values)), labels, fontsize=7, rotation=40, ha="right")
         ax.set_ylabel(f"P99 {metric.upper()} (s)")
         ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle("llumnix: per-class P99 latency (sharegpt-gamma4, 16 x A10, Llama-2-7B)")
