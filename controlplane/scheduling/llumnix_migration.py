@@ -110,29 +110,26 @@ class _Plan:
         self.orders: list[MigrationOrder] = []
         self.moved: set[str] = set()
 
-    def freeness(self, instance_id: str, high: bool = False) -> float:
-        """Migration freeness; as a HIGH request sees it (`high`), without the headroom kept for it."""
-        if high:
-            return llumnix_freeness(self.views[instance_id], 0, 0.0)
-        return llumnix_freeness(self.views[instance_id], self.s.headroom_blocks, self.s.headroom_fraction)
+    def freeness(self, instance_id: str, priority: int = Priority.NORMAL) -> float:
+        """Migration freeness as a request of `priority` sees it."""
+        return llumnix_freeness(self.views[instance_id], self.s.headroom_blocks, self.s.headroom_fraction, priority)
 
     def has_budget(self, instance_id: str) -> bool:
         return self.in_flight[instance_id] < self.s.max_in_flight
 
-    def room(self, v: InstanceView, high: bool) -> float:
-        """Blocks a destination can give a newcomer without blocking its queue or, unless the
-        newcomer is HIGH (the headroom is kept for it), eating headroom."""
-        reserved = 0 if high else headroom(v, self.s.headroom_blocks, self.s.headroom_fraction)
+    def room(self, v: InstanceView, priority: int) -> float:
+        """Blocks a destination can give a newcomer of `priority` without blocking its queue or
+        eating the headroom (which a HIGH newcomer does not see: it is kept for it)."""
+        reserved = headroom(v, self.s.headroom_blocks, self.s.headroom_fraction, priority)
         return v.free_blocks - v.head_demand_blocks - reserved
 
     def destination(self, source: str, cand: MigrationCandidate, accept: Callable[[str], bool]) -> str | None:
         """The freest destination that can hold `cand` and that `accept` allows, or None."""
         need = -(-cand.num_tokens // self.views[source].block_size)
-        high = cand.priority == Priority.HIGH
-        best, best_free = None, -math.inf
+        prio, best, best_free = cand.priority, None, -math.inf
         for d, v in self.views.items():
             if (d != source and v.healthy and not v.draining and self.has_budget(d)
-                    and self.room(v, high) >= need and accept(d) and (f := self.freeness(d, high)) > best_free):
+                    and self.room(v, prio) >= need and accept(d) and (f := self.freeness(d, prio)) > best_free):
                 best, best_free = d, f
         return best
 

@@ -59,37 +59,45 @@ def validate_headroom(headroom_blocks: int, headroom_fraction: float) -> None:
         raise ValueError(f"headroom_fraction must be within [0, 1], got {headroom_fraction}")
 
 
-def headroom(view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0) -> float:
-    """Blocks `view` reserves for its HIGH requests: none without any, else `headroom_blocks` plus
-    `headroom_fraction` of its blocks per HIGH request (a virtual usage that grows with the
-    instance, so one serving HIGH requests looks loaded and keeps a small batch)."""
-    if view.high_priority <= 0:
+def headroom(
+    view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0, priority: int = Priority.NORMAL
+) -> float:
+    """Blocks `view` reserves for its HIGH requests, as a newcomer of `priority` sees them: none
+    without any HIGH request, else `headroom_blocks` plus `headroom_fraction` of its blocks per HIGH
+    request (a virtual usage that grows with the instance, so one serving HIGH requests looks loaded
+    and keeps a small batch); none to a HIGH newcomer, for whom it is kept."""
+    if view.high_priority <= 0 or priority == Priority.HIGH:
         return 0
     return headroom_blocks + view.high_priority * headroom_fraction * view.total_blocks
 
 
 def _freeness(
-    view: InstanceView, demand_blocks: int, batch: int, headroom_blocks: int, headroom_fraction: float
+    view: InstanceView, demand_blocks: int, batch: int, headroom_blocks: int, headroom_fraction: float, priority: int
 ) -> float:
     if view.draining:
         return -math.inf
-    reserved = headroom(view, headroom_blocks, headroom_fraction)
+    reserved = headroom(view, headroom_blocks, headroom_fraction, priority)
     return (view.free_blocks - demand_blocks - reserved) / max(1, batch)
 
 
-def llumnix_freeness(view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0) -> float:
+def llumnix_freeness(
+    view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0, priority: int = Priority.NORMAL
+) -> float:
     """Freeness as migration reads it (see the module docstring): KV blocks per running request,
-    after the head-of-line queued request's demand and the high-priority headroom; -inf draining."""
-    return _freeness(view, view.head_demand_blocks, view.running, headroom_blocks, headroom_fraction)
+    after the head-of-line queued request's demand and the high-priority headroom (as a request of
+    `priority` sees it); -inf draining."""
+    return _freeness(view, view.head_demand_blocks, view.running, headroom_blocks, headroom_fraction, priority)
 
 
-def dispatch_freeness(view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0) -> float:
-    """Freeness as dispatch reads it (see the module docstring): every queued and pending token's
-    blocks count, and every queued and pending request shares the rest; -inf draining."""
+def dispatch_freeness(
+    view: InstanceView, headroom_blocks: int, headroom_fraction: float = 0.0, priority: int = Priority.NORMAL
+) -> float:
+    """Freeness as dispatch reads it for a request of `priority` (see the module docstring): every
+    queued and pending token's blocks count, and every queued and pending request shares the rest;
+    -inf draining."""
     demand = -(-(view.queued_prompt_tokens + view.pending_tokens) // view.block_size)
-    return _freeness(
-        view, demand, view.running + view.waiting + view.pending_requests, headroom_blocks, headroom_fraction
-    )
+    batch = view.running + view.waiting + view.pending_requests
+    return _freeness(view, demand, batch, headroom_blocks, headroom_fraction, priority)
 
 
 class LlumnixScorer:
@@ -105,10 +113,7 @@ class LlumnixScorer:
         self.headroom_fraction = headroom_fraction
 
     def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
-        if req.priority == Priority.HIGH:  # the headroom is kept for it: it counts as free
-            values = [dispatch_freeness(c, 0, 0.0) for c in cands]
-        else:
-            values = [dispatch_freeness(c, self.headroom_blocks, self.headroom_fraction) for c in cands]
+        values = [dispatch_freeness(c, self.headroom_blocks, self.headroom_fraction, req.priority) for c in cands]
         finite = [f for f in values if f != -math.inf]
         if not finite:
             return [0.0] * len(values)
