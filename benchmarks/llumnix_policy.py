@@ -28,18 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import contextmanager
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, Outcome, run_experiment
 from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, save_figure, table
-from controlplane.scheduling import registry
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
-from controlplane.scheduling.plugins.llumnix import LlumnixScorer
 
 POLICIES = ("round-robin", "least-requests", "power-of-two", "infaas", "llumnix")
 
@@ -52,23 +48,12 @@ def workload(name: str, rate: float, requests: int) -> WorkloadSpec:
 
 def run(spec: WorkloadSpec, policy: str, label: str, headroom_fraction: float | None = None) -> Outcome:
     """One run; `headroom_fraction` (llumnix only) replaces the default in its scorer and migration policy."""
-    if headroom_fraction is None:
-        return run_experiment(Experiment(spec, policy=policy, instances=16), ProgressBar(sys.stderr, label=label))
-    migration = LlumnixMigrationPolicy(LlumnixMigrationSettings(headroom_fraction=headroom_fraction))
-    with scorer_override("llumnix", partial(LlumnixScorer, headroom_fraction=headroom_fraction)):
-        return run_experiment(Experiment(spec, policy=policy, instances=16, migration_policy=migration),
-                              ProgressBar(sys.stderr, label=label))
-
-
-@contextmanager
-def scorer_override(name: str, factory):
-    """The registry builds scorer `name` with `factory` inside the block."""
-    saved = registry.SCORERS[name]
-    registry.SCORERS[name] = factory
-    try:
-        yield
-    finally:
-        registry.SCORERS[name] = saved
+    exp = Experiment(spec, policy=policy, instances=16)
+    if headroom_fraction is not None:
+        exp = replace(exp, migration_policy=LlumnixMigrationPolicy(
+            LlumnixMigrationSettings(headroom_fraction=headroom_fraction)),
+            scorer_options={"llumnix": {"headroom_fraction": headroom_fraction}})
+    return run_experiment(exp, ProgressBar(sys.stderr, label=label))
 
 
 def class_table(rows: dict[str, dict[str, Any]]) -> str:

@@ -115,8 +115,9 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
     name = config.model.served_model_name
     app = create_app(
         cluster=cluster, tokenizer=frontend.tokenizer, model_name=name, max_model_len=engine.max_model_len,
-        framework=build_framework(config.scheduling.profiles), profile=config.gateway.default_profile,
-        metrics=metrics, controller=controller, headroom_blocks=config.migration.llumnix.headroom_blocks,
+        framework=build_framework(config.scheduling.profiles, config.migration.llumnix.scorer_options()),
+        profile=config.gateway.default_profile, metrics=metrics, controller=controller,
+        llumnix=config.migration.llumnix,
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))

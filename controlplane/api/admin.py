@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from controlplane.api.errors import error_body, parse_body
 from controlplane.controller.controller import Controller
 from controlplane.controller.migrator import MigrationOutcome
+from controlplane.scheduling.llumnix_migration import LlumnixMigrationSection
 from controlplane.scheduling.plugins.llumnix import llumnix_freeness
 from controlplane.scheduling.types import InstanceView
 
@@ -56,8 +57,8 @@ def _status(v: InstanceView) -> str:
     return "serving"
 
 
-def instance_info(v: InstanceView, headroom_blocks: int) -> InstanceInfo:
-    f = llumnix_freeness(v, headroom_blocks)
+def instance_info(v: InstanceView, llumnix: LlumnixMigrationSection) -> InstanceInfo:
+    f = llumnix_freeness(v, llumnix.headroom_blocks, llumnix.headroom_fraction)
     return InstanceInfo(id=v.instance_id, role=v.role, status=_status(v), running=v.running, waiting=v.waiting,
                         free_blocks=v.free_blocks, total_blocks=v.total_blocks,
                         freeness=f if math.isfinite(f) else None)
@@ -76,8 +77,8 @@ def _no_controller() -> JSONResponse:
 @admin_router.get("/instances")
 async def list_instances(request: Request) -> JSONResponse:
     views = sorted(request.app.state.gateway.cluster.views(), key=lambda v: v.instance_id)
-    headroom = request.app.state.headroom_blocks
-    return JSONResponse({"instances": [instance_info(v, headroom).model_dump() for v in views]})
+    llumnix = request.app.state.llumnix
+    return JSONResponse({"instances": [instance_info(v, llumnix).model_dump() for v in views]})
 
 
 @admin_router.post("/instances/{instance_id}/drain")

@@ -80,6 +80,10 @@ class LlumnixMigrationSection(BaseModel):
     headroom_blocks: int = Field(default=DEFAULT_HEADROOM_BLOCKS, ge=0)
     headroom_fraction: float = Field(default=DEFAULT_HEADROOM_FRACTION, ge=0.0, le=1.0, allow_inf_nan=False)
 
+    def scorer_options(self) -> dict[str, dict[str, float]]:
+        """The `llumnix` scorer's keyword arguments (`registry.PluginOptions`): the same headroom."""
+        return {"llumnix": {"headroom_blocks": self.headroom_blocks, "headroom_fraction": self.headroom_fraction}}
+
     def settings(self, max_in_flight: int) -> LlumnixMigrationSettings:
         """The dataclass, with the in-flight bound the migrations run under (`migration.max_in_flight`,
         which the migrator enforces too); raises ValueError when destination_freeness < source_freeness."""

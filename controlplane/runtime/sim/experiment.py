@@ -12,7 +12,7 @@ to price steps by a fitted model instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.serving_metrics import SLO, RequestTimeline
@@ -24,6 +24,7 @@ from controlplane.runtime.sim.results import results
 from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.scheduling.migration import MigrationPolicy
 from controlplane.scheduling.policies import policy_migration, policy_profile
+from controlplane.scheduling.registry import PluginOptions
 from instances.engine.config import EngineConfig
 from instances.latency import build_latency_model, gpu_spec, kv_capacity_blocks, model_spec
 
@@ -50,6 +51,7 @@ class Experiment:
     # migration, for a policy that has one (`policies.MIGRATION_POLICIES`): `migration_policy`
     # replaces its default-settings policy; the rest are `MigrationModel`'s transfer model
     migration_policy: MigrationPolicy | None = None
+    scorer_options: PluginOptions = field(default_factory=dict)  # SimConfig.scorer_options
     migration_interval_s: float = 0.05
     migration_bandwidth_bytes_s: float = 10e9
     migration_overhead_s: float = 0.005
@@ -91,6 +93,7 @@ def sim_config(exp: Experiment) -> SimConfig:
         slo=exp.slo,
         max_run_steps=exp.max_run_steps,
         migration=migration_model(exp),
+        scorer_options=exp.scorer_options,
     )
 
 

@@ -87,7 +87,8 @@ class Simulation:
                         config.step_overhead_s, max_run_steps, config.step_overhead_per_seq_s, players[k])
             for k in range(config.instances)
         ]
-        self.framework = SchedulingFramework({config.policy: build_profile(config.policy, config.profile)})
+        profile = build_profile(config.policy, config.profile, config.scorer_options)
+        self.framework = SchedulingFramework({config.policy: profile})
         self.rng = random.Random(config.seed)
         self._index = {inst.instance_id: k for k, inst in enumerate(self.instances)}
         self._ends: list[tuple[float, int, int]] = []  # (end in work coordinates, sequence, instance index)

@@ -111,3 +111,11 @@ def test_default_profile_decisions_match_the_dict_based_framework():
     assert (
         picks == "12 14 04 13 07 01 15 08 15 04 08 14 08 05 05 11 06 07 04 07 15 12 13 08 06 11 18 12 11 15"
     )
+
+
+def test_the_llumnix_scorer_takes_the_configured_headroom():
+    config = FlotillaConfig.model_validate({"migration": {"llumnix": {"headroom_blocks": 0, "headroom_fraction": 0.5}}})
+    fw = build_framework(config.scheduling.profiles, config.migration.llumnix.scorer_options())
+    scorer = fw.profile("llumnix").scorers[0].plugin
+    assert (scorer.headroom_blocks, scorer.headroom_fraction) == (0, 0.5)
+    assert build_framework(config.scheduling.profiles).profile("llumnix").scorers[0].plugin.headroom_blocks == 64
