@@ -28,6 +28,7 @@ from pydantic_core import PydanticCustomError
 
 from controlplane.errors import ConfigError
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationSection
+from instances.engine.config import DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
 
 
 class _Section(BaseModel):
@@ -49,12 +50,15 @@ class ModelSection(_Section):
 
 
 class EngineSection(_Section):
-    """Per-instance engine sizes; `num_blocks` is the KV pool size in blocks of `block_size` tokens."""
+    """Per-instance engine sizes; `num_blocks` is the KV pool size in blocks of `block_size` tokens.
+    `high_priority_prefill_tokens`: while a HIGH-priority request runs on an instance, a step
+    computes at most this many prompt tokens, so its decode steps stay short (null: no cap)."""
 
     block_size: PositiveInt = 16
     num_blocks: PositiveInt = 2048
     max_num_batched_tokens: PositiveInt = 512
     max_num_seqs: PositiveInt = 64
+    high_priority_prefill_tokens: PositiveInt | None = DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
     enable_prefix_caching: bool = True
     seed: int = 0
     reservation_timeout_s: PositiveFloat = 30.0

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS = 128
+"""About what a Llama-2-7B decode step on an A10 computes for free beside its weight reads (the
+roofline's compute and memory times meet there); measured in `benchmarks/llumnix_policy.py`."""
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -12,6 +16,9 @@ class EngineConfig:
     max_num_batched_tokens: token budget of one step (decodes count 1, prefill chunks their length).
     max_num_seqs: bound on the running set.
     max_model_len: longest sequence (prompt + output) the engine accepts.
+    high_priority_prefill_tokens: while a HIGH-priority request runs, a step computes at most this
+    many prompt tokens (decodes are not counted), so its decode steps stay short: a prefill chunk
+    in the step is what makes a memory-bound decode step long. None: the step budget alone.
     reservation_timeout_s: a migration's reservation on this engine is freed when no call for it
     comes for this long (the destination's watchdog, `instances/engine/migration.py`).
     """
@@ -24,11 +31,15 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     seed: int = 0
     reservation_timeout_s: float = 30.0
+    high_priority_prefill_tokens: int | None = DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
 
     def __post_init__(self) -> None:
         for name in ("block_size", "num_blocks", "max_num_batched_tokens", "max_num_seqs", "max_model_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"engine.{name} must be >= 1, got {getattr(self, name)}")
+        if self.high_priority_prefill_tokens is not None and self.high_priority_prefill_tokens < 1:
+            raise ValueError(
+                f"engine.high_priority_prefill_tokens must be >= 1 or null, got {self.high_priority_prefill_tokens}")
         if not self.reservation_timeout_s > 0:
             raise ValueError(f"engine.reservation_timeout_s must be > 0, got {self.reservation_timeout_s}")
         if self.max_model_len > self.num_blocks * self.block_size:

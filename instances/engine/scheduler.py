@@ -2,7 +2,9 @@
 
 Policy over the block manager's mechanism. Each step:
 1. Running sequences, highest priority first, get their next tokens (1 for a decode, a chunk of the
-   remaining prompt otherwise) within the step's token budget. When blocks run out, the running
+   remaining prompt otherwise) within the step's token budget; prompt chunks also within the
+   prefill budget, which is `high_priority_prefill_tokens` while a HIGH-priority sequence runs
+   (a prefill chunk is what makes a memory-bound decode step long) and the step budget otherwise. When blocks run out, the running
    sequence with the lowest priority (then latest arrival) is preempted by recompute: its blocks are
    freed and it returns to the waiting queue, to be recomputed later (its full blocks often still sit
    in the prefix cache).
@@ -181,11 +183,17 @@ class LocalScheduler:
         budget = self.config.max_num_batched_tokens
         running, allocate = self.running, self.blocks.allocate
         running.sort(key=PRIORITY_KEY)
+        prefill = self._prefill_budget()
         i = 0
         while i < len(running) and budget > 0:
             seq = running[i]
             start = seq.num_computed_tokens
-            n = min(seq.num_tokens - start, budget)
+            left = seq.num_tokens - start
+            prefilling = left > 1  # one token left costs what a decode does
+            n = min(left, budget, prefill) if prefilling else 1
+            if n == 0:  # the prefill budget is spent: only decodes follow
+                i += 1
+                continue
             while not allocate(seq, start + n):
                 victim = running.pop()
                 self._preempt(victim)
@@ -195,19 +203,31 @@ class LocalScheduler:
             else:
                 batch.seqs.append(ScheduledSeq.of(seq, start, n))
                 budget -= n
+                prefill -= n if prefilling else 0
                 i += 1
         if not batch.preempted:
-            self._admit(batch, budget)
+            self._admit(batch, budget, prefill)
         return batch
 
-    def _admit(self, batch: ScheduledBatch, budget: int) -> None:
+    def _prefill_budget(self) -> int:
+        """Prompt tokens this step may compute: `high_priority_prefill_tokens` while a HIGH-priority
+        sequence runs (the running set is in batch order), else the whole step budget."""
+        cap = self.config.high_priority_prefill_tokens
+        if cap is not None and self.running and self.running[0].priority == Priority.HIGH:
+            return cap
+        return self.config.max_num_batched_tokens
+
+    def _admit(self, batch: ScheduledBatch, budget: int, prefill: int) -> None:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0][1]
             cached = self.blocks.find_cached_prefix(seq)
             computed = len(cached) * self.config.block_size
-            n = min(seq.num_tokens - computed, budget)
-            if not self.blocks.allocate(seq, computed + n, cached):
+            left = seq.num_tokens - computed
+            prefilling = left > 1
+            n = min(left, budget, prefill) if prefilling else 1
+            if n == 0 or not self.blocks.allocate(seq, computed + n, cached):
                 break
+            prefill -= n if prefilling else 0
             heapq.heappop(self.waiting)
             if seq.num_preemptions == 0:
                 seq.num_cached_tokens = computed

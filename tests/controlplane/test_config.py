@@ -29,6 +29,7 @@ def test_defaults():
     assert cfg.model.max_model_len is None
     assert (cfg.engine.block_size, cfg.engine.num_blocks) == (16, 2048)
     assert (cfg.engine.max_num_batched_tokens, cfg.engine.max_num_seqs) == (512, 64)
+    assert cfg.engine.high_priority_prefill_tokens == 128
     assert cfg.engine.enable_prefix_caching is True and cfg.engine.seed == 0
     assert (cfg.cluster.instances, cfg.cluster.runtime, cfg.cluster.ray_address) == (2, "ray", None)
     assert cfg.cluster.num_cpus_per_instance == 1.0

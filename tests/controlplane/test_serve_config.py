@@ -12,6 +12,11 @@ def test_engine_settings_come_from_the_engine_section():
     cfg = load_config(None, {"engine.block_size": 8, "engine.num_blocks": 100, "engine.max_num_seqs": 3})
     e = engine_config(cfg, tiny_config(260))
     assert (e.block_size, e.num_blocks, e.max_num_seqs, e.max_num_batched_tokens) == (8, 100, 3, 512)
+    assert e.high_priority_prefill_tokens == 128
+    uncapped = load_config(None, {"engine.high_priority_prefill_tokens": None})
+    assert engine_config(uncapped, tiny_config(260)).high_priority_prefill_tokens is None
+    capped = load_config(None, {"engine.high_priority_prefill_tokens": 32})
+    assert engine_config(capped, tiny_config(260)).high_priority_prefill_tokens == 32
 
 
 def test_context_is_the_smallest_of_model_pool_and_config():

@@ -1,9 +1,11 @@
 """Local scheduler policy: admission order, token budget, running-set bound, preemption victims."""
 
+import pytest
+
 from instances.engine.config import EngineConfig
 from instances.engine.scheduler import LocalScheduler, SampledToken
 from instances.engine.sequence import Sequence
-from instances.types import EngineRequest, FinishReason, SamplingParams
+from instances.types import EngineRequest, FinishReason, Priority, SamplingParams
 
 
 def sched(**kw) -> LocalScheduler:
@@ -109,3 +111,51 @@ def test_abort_frees_running_and_waiting():
     assert s.abort("wait") is not None
     assert s.abort("unknown") is None
     assert not s.has_work() and s.blocks.num_free_blocks == 64
+
+
+
+HIGH, NORMAL = Priority.HIGH, Priority.NORMAL
+
+
+def test_high_priority_running_caps_the_prefill_tokens_of_a_step():
+    s = sched(max_num_batched_tokens=32, high_priority_prefill_tokens=5, enable_prefix_caching=False)
+    add(s, "hi", 4, priority=HIGH, arrival=0)
+    step(s)  # nobody HIGH runs yet: the whole budget; "hi" decodes from now on
+    add(s, "a", 9, priority=NORMAL, arrival=1)
+    add(s, "b", 3, priority=NORMAL, arrival=2)
+    batch = step(s)
+    # hi's decode is free; a's prompt gets the 5 prefill tokens; b would need more and waits
+    assert [(i.seq.request_id, i.start, i.num_new_tokens) for i in batch.seqs] == [("hi", 4, 1), ("a", 0, 5)]
+    batch = step(s)
+    assert [(i.seq.request_id, i.start, i.num_new_tokens) for i in batch.seqs] == [
+        ("hi", 5, 1), ("a", 5, 4), ("b", 0, 1)]
+
+
+def test_a_capped_prefill_is_skipped_but_later_decodes_run():
+    s = sched(max_num_batched_tokens=32, high_priority_prefill_tokens=4, enable_prefix_caching=False)
+    add(s, "hi", 12, priority=HIGH, arrival=0)
+    add(s, "n", 2, priority=NORMAL, arrival=1)
+    step(s)  # no HIGH running yet: hi's whole prompt and n's
+    add(s, "hi2", 9, priority=HIGH, arrival=2)
+    step(s)  # hi2 is admitted with the 4 prompt tokens of the cap
+    add(s, "n2", 6, priority=NORMAL, arrival=3)
+    batch = step(s)
+    # batch order hi, hi2, n: hi2's next chunk takes the cap, n decodes, n2 is not admitted
+    assert [(i.seq.request_id, i.start, i.num_new_tokens) for i in batch.seqs] == [
+        ("hi", 13, 1), ("hi2", 4, 4), ("n", 3, 1)]
+    assert [seq.request_id for _, seq in s.waiting] == ["n2"]
+
+
+def test_without_a_high_priority_request_the_step_budget_holds():
+    s = sched(max_num_batched_tokens=32, high_priority_prefill_tokens=4, enable_prefix_caching=False)
+    add(s, "n", 4, priority=NORMAL, arrival=0)
+    step(s)
+    add(s, "m", 20, priority=NORMAL, arrival=1)
+    add(s, "hi", 6, priority=HIGH, arrival=2)  # waiting, not running: no cap yet
+    batch = step(s)
+    assert [(i.seq.request_id, i.num_new_tokens) for i in batch.seqs] == [("n", 1), ("hi", 6), ("m", 20)]
+
+
+def test_high_priority_prefill_tokens_must_be_positive():
+    with pytest.raises(ValueError, match="high_priority_prefill_tokens"):
+        sched(high_priority_prefill_tokens=0)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from benchmarks.serving_metrics import SLO
 from benchmarks.workload import TraceFormatError, WorkloadSpec
 from controlplane.errors import ConfigError
+from instances.engine.config import DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
 
 if TYPE_CHECKING:
     from controlplane.runtime.sim.experiment import Experiment
@@ -55,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--max-batched-tokens", type=int, default=2048)
     p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--high-priority-prefill-tokens", type=int, default=DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS,
+                   help="prompt tokens a step computes while a HIGH request runs on the instance "
+                        f"(default {DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS}; 0: no cap)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results.json", help="results file (default results.json)")
     p.add_argument("--plot", help="latency CDF PNG (default: next to --out, .png)")
@@ -69,6 +73,9 @@ def experiment_of(args: argparse.Namespace) -> Experiment:
 
     if args.instances < 1:
         raise ValueError(f"--instances must be >= 1, got {args.instances}")
+    if args.high_priority_prefill_tokens < 0:
+        raise ValueError(f"--high-priority-prefill-tokens must be >= 0 (0: no cap), got "
+                         f"{args.high_priority_prefill_tokens}")
     slo = None
     if args.slo_ttft_ms is not None or args.slo_tpot_ms is not None:
         slo = SLO(ttft_ms=args.slo_ttft_ms, tpot_ms=args.slo_tpot_ms)
@@ -82,6 +89,7 @@ def experiment_of(args: argparse.Namespace) -> Experiment:
         model=args.model_config, latency_file=args.latency, block_size=args.block_size,
         num_blocks=args.num_blocks, max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_batched_tokens, max_model_len=args.max_model_len,
+        high_priority_prefill_tokens=args.high_priority_prefill_tokens or None,
         seed=args.seed, slo=slo, migration_interval_s=args.migration_interval_ms / 1000.0,
         migration_bandwidth_bytes_s=args.migration_bandwidth_gbs * 1e9,
     )

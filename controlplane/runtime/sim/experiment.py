@@ -25,7 +25,7 @@ from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.scheduling.migration import MigrationPolicy
 from controlplane.scheduling.policies import policy_migration, policy_profile
 from controlplane.scheduling.registry import PluginOptions
-from instances.engine.config import EngineConfig
+from instances.engine.config import DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS, EngineConfig
 from instances.latency import build_latency_model, gpu_spec, kv_capacity_blocks, model_spec
 
 
@@ -45,6 +45,7 @@ class Experiment:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
     max_model_len: int = 4096
+    high_priority_prefill_tokens: int | None = DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
     seed: int = 0
     slo: SLO | None = None
     max_run_steps: int = 256  # see SimConfig: speed only, never the results
@@ -77,6 +78,7 @@ def engine_config(exp: Experiment) -> EngineConfig:
         max_num_batched_tokens=exp.max_num_batched_tokens,
         max_num_seqs=exp.max_num_seqs,
         max_model_len=min(exp.max_model_len, num_blocks * exp.block_size),
+        high_priority_prefill_tokens=exp.high_priority_prefill_tokens,
     )
 
 

@@ -35,6 +35,7 @@ def test_sim_writes_results_and_plot(tmp_path, capsys) -> None:
         (["--policy", "fastest"], "unknown dispatch policy 'fastest'"),
         (["--trace", "/nonexistent.csv"], "bad trace: trace file not found"),
         (["--instances", "0"], "--instances must be >= 1"),
+        (["--high-priority-prefill-tokens", "-5"], "--high-priority-prefill-tokens must be >= 0"),
         (["--model-config", "llama-2-70b"], "llama-2-70b"),
         (["--gpu", "TPU"], "TPU"),
         (["--rate-scale", "-1"], "rate scale must be a positive number"),
