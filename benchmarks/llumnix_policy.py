@@ -12,11 +12,11 @@ conversation trace, its arrivals compressed to the target mean rate). Migration:
 1. Load: round-robin's P99 / P50 TTFT at each rate of `--scan`; the experiments run at `--rate`
    (the issue asks for a load where that ratio is over 10).
 2. Dispatch + migration: every baseline and `llumnix` at that load; P99 TTFT and TPOT ratios.
-3. Priorities, at `--priority-rate` over each seed of `--priority-seeds` (a P99 E2E moves by 10-20%
-   from one seed's bursts to the next): `llumnix` with `--high-fraction` of requests HIGH vs the
-   same requests all NORMAL, with the default headroom and with `--headroom-fraction` of the blocks
-   reserved per HIGH request instead (scorer and migration policy alike; 0: no isolation, only
-   the queues' priority order).
+3. Priorities, at `--priority-rate` over each seed of `--priority-seeds`
+   (`benchmarks/llumnix_priorities.py`): `llumnix` with `--high-fraction` of requests HIGH vs the
+   same requests all NORMAL, by default, without the prefill cap, and with `--headroom-fraction`
+   of the blocks reserved per HIGH request instead of the default (0: little isolation beyond the
+   queues' order); judged on the P99s pooled over the seeds, with bootstrap intervals.
 4. Offline: `llumnix` with `--offline-rate` offline requests/s added vs without, at `--offline-online-rate`
    (an online load with spare capacity).
 Every baseline is measured in the same run. Tables on stdout, progress on stderr; writes
@@ -32,10 +32,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from benchmarks.llumnix_priorities import section
 from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, Outcome, run_experiment
 from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, save_figure, table
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
 
 POLICIES = ("round-robin", "least-requests", "power-of-two", "infaas", "llumnix")
 
@@ -46,14 +48,14 @@ def workload(name: str, rate: float, requests: int) -> WorkloadSpec:
     return WorkloadSpec(trace="sharegpt", num_requests=requests, request_rate=rate, arrival="gamma", cv=4.0)
 
 
-def run(spec: WorkloadSpec, policy: str, label: str, headroom_fraction: float | None = None) -> Outcome:
-    """One run; `headroom_fraction` (llumnix only) replaces the default in its scorer and migration policy."""
-    exp = Experiment(spec, policy=policy, instances=16)
-    if headroom_fraction is not None:
-        exp = replace(exp, migration_policy=LlumnixMigrationPolicy(
-            LlumnixMigrationSettings(headroom_fraction=headroom_fraction)),
-            scorer_options={"llumnix": {"headroom_fraction": headroom_fraction}})
+def run(exp: Experiment, label: str) -> Outcome:
+    """One simulated run, with a progress line on stderr."""
     return run_experiment(exp, ProgressBar(sys.stderr, label=label))
+
+
+def policy_run(spec: WorkloadSpec, policy: str, label: str) -> Outcome:
+    """`policy` on 16 instances with its default settings."""
+    return run(Experiment(spec, policy=policy, instances=16), label)
 
 
 def class_table(rows: dict[str, dict[str, Any]]) -> str:
@@ -85,37 +87,6 @@ def plot_classes(rows: dict[str, dict[str, Any]], path: Path) -> None:
     save_figure(plt, fig, path)
 
 
-def priorities(args: argparse.Namespace, n: int) -> dict[str, Any]:
-    """Section 3: per seed, the runs and the ratios the issue names; printed as it goes."""
-    rate, hf, pct = args.priority_rate, args.headroom_fraction, f"{args.high_fraction:.0%} high"
-    runs: dict[int, dict[str, Any]] = {}
-    ratios: dict[int, dict[str, float]] = {}
-    for seed in (int(x) for x in args.priority_seeds.split(",")):
-        base = replace(workload("sharegpt-gamma4", rate, n), seed=seed)
-        high = replace(base, high_priority_fraction=args.high_fraction)
-        r = {"no classes": run(base, "llumnix", f"priorities seed {seed} plain").results,
-             pct: run(high, "llumnix", f"priorities seed {seed}").results,
-             f"{pct}, headroom_fraction {hf:g}": run(high, "llumnix", f"priorities seed {seed} fraction {hf:g}",
-                                                      hf).results}
-        plain = r["no classes"]["classes"]["normal"]
-        ratios[seed] = {}
-        for tag, key in (("", pct), ("fraction_", f"{pct}, headroom_fraction {hf:g}")):
-            c = r[key]["classes"]
-            ratios[seed] |= {
-                f"{tag}normal_over_high_e2e_p99": c["normal"]["e2e"]["p99"] / c["high"]["e2e"]["p99"],
-                f"{tag}normal_e2e_p99_vs_no_classes": c["normal"]["e2e"]["p99"] / plain["e2e"]["p99"],
-            }
-        runs[seed] = r
-        print(f"\npriorities, sharegpt-gamma4 at {rate:g} req/s, seed {seed}")
-        print(class_table({f"llumnix, {k}": v for k, v in r.items()}))
-        print("ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios[seed].items()))
-    met = [s for s, x in ratios.items()
-           if x["normal_over_high_e2e_p99"] >= 1.5 and x["normal_e2e_p99_vs_no_classes"] <= 1.1]
-    print(f"priority targets (HIGH P99 E2E >= 1.5x lower than normal, normal within 10%) met on seeds {met} "
-          f"of {sorted(ratios)}")
-    return {"rate": rate, "runs": runs, "ratios": ratios, "met_seeds": met}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
@@ -125,11 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--azure-scan", default="10,12,14", help="rates of the azure-conv round-robin load scan")
     parser.add_argument("--scan", default="15,20,25,26", help="rates of the round-robin load scan")
     parser.add_argument("--high-fraction", type=float, default=0.1)
-    parser.add_argument("--priority-rate", type=float, default=32.0,
-                        help="sharegpt-gamma4 rate of the priority runs, req/s (default 32)")
-    parser.add_argument("--priority-seeds", default="0,1,2", help="workload seeds of the priority runs")
+    parser.add_argument("--priority-rate", type=float, default=34.0,
+                        help="sharegpt-gamma4 rate of the priority runs, req/s (default 34)")
+    parser.add_argument("--priority-seeds", default="0,1,2,3,4", help="workload seeds of the priority runs")
     parser.add_argument("--headroom-fraction", type=float, default=0.0,
-                        help="blocks reserved per HIGH request, as a share, in the third priority run (default 0)")
+                        help="blocks reserved per HIGH request, as a share, in the fourth priority run (default 0)")
     parser.add_argument("--offline-rate", type=float, default=2.0, help="offline requests/s")
     parser.add_argument("--offline-online-rate", type=float, default=15.0,
                         help="sharegpt-gamma4 online rate of the offline experiment (default 15)")
@@ -143,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, rates in (("sharegpt-gamma4", args.scan), ("azure-conv", args.azure_scan)):
         scan = []
         for rate in (float(r) for r in rates.split(",")):
-            r = run(workload(name, rate, n), "round-robin", f"scan rr {name} {rate:g}/s").results
+            r = policy_run(workload(name, rate, n), "round-robin", f"scan rr {name} {rate:g}/s").results
             scan.append({"rate": rate, "ttft_p50": r["ttft"]["p50"], "ttft_p99": r["ttft"]["p99"],
                          "ratio": r["ttft"]["p99"] / r["ttft"]["p50"]})
         print(f"\nround-robin load scan, {name}: " + ", ".join(
@@ -152,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out["dispatch"] = {}
     for name, rate in (("sharegpt-gamma4", args.rate), ("azure-conv", args.azure_rate)):
-        outcomes = {p: run(workload(name, rate, n), p, f"{name} {p}") for p in POLICIES}
+        outcomes = {p: policy_run(workload(name, rate, n), p, f"{name} {p}") for p in POLICIES}
         res = {p: o.results for p, o in outcomes.items()}
         rr, inf, ll = res["round-robin"], res["infaas"], res["llumnix"]
         ratios = {"rr_p99_over_p50_ttft": rr["ttft"]["p99"] / rr["ttft"]["p50"],
@@ -169,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
                   Path(args.img_dir) / f"llumnix_policy_{name}_cdf.png",
                   f"{name} at {rate:g} req/s, 16 x A10, Llama-2-7B")
 
-    out["priorities"] = priorities(args, n)
+    seeds = [int(x) for x in args.priority_seeds.split(",")]
+    out["priorities"] = {"rate": args.priority_rate, "high_fraction": args.high_fraction, "seeds": seeds,
+                         **section(workload("sharegpt-gamma4", args.priority_rate, n), seeds, args.high_fraction,
+                                   args.headroom_fraction, run, class_table, np.random.default_rng(0))}
     online = workload("sharegpt-gamma4", args.offline_online_rate, n)
     orate = f"{args.offline_online_rate:g}/s"
     classes = {
-        f"llumnix {orate}": run(online, "llumnix", "online").results,
-        f"llumnix {orate}, +{args.offline_rate:g}/s offline": run(
+        f"llumnix {orate}": policy_run(online, "llumnix", "online").results,
+        f"llumnix {orate}, +{args.offline_rate:g}/s offline": policy_run(
             replace(online, offline_rate=args.offline_rate), "llumnix", "offline").results,
     }
     print(f"\noffline work, sharegpt-gamma4 at {orate}")

@@ -60,10 +60,12 @@ class Experiment:
 
 @dataclass(frozen=True)
 class Outcome:
-    """`results` as `results.json` holds them; `timelines` per request, for plots."""
+    """`results` as `results.json` holds them; `timelines` per request, for plots, and each one's
+    priority class (`instances.types.Priority`) in `priorities`."""
 
     results: dict[str, Any]
     timelines: list[RequestTimeline]
+    priorities: list[int]
 
 
 def engine_config(exp: Experiment) -> EngineConfig:
@@ -123,4 +125,4 @@ def run_experiment(exp: Experiment, progress: Progress | None = None) -> Outcome
     run = Simulation(config, workload).run(progress)
     timelines = run.recorder.timelines()
     summary = results(config, run, workload=exp.workload.describe(), timelines=timelines)
-    return Outcome({**summary, "gpu": exp.gpu, "model": exp.model}, timelines)
+    return Outcome({**summary, "gpu": exp.gpu, "model": exp.model}, timelines, run.recorder.priorities())

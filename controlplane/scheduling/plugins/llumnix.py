@@ -46,7 +46,7 @@ DEFAULT_HEADROOM_BLOCKS = 64
 """Blocks an instance serving high-priority requests keeps free by default (the `llumnix` scorer's
 and `LlumnixMigrationSettings`' default): about a thousand 16-token slots."""
 
-DEFAULT_HEADROOM_FRACTION = 0.05
+DEFAULT_HEADROOM_FRACTION = 0.08
 """Share of an instance's KV blocks each HIGH request it serves reserves on top of
 `DEFAULT_HEADROOM_BLOCKS` (the `llumnix` scorer's and `LlumnixMigrationSettings`' default)."""
 
