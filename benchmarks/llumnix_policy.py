@@ -2,6 +2,7 @@
 
     python -m benchmarks.llumnix_policy            # 3,000 requests a run
     python -m benchmarks.llumnix_policy --quick    # 800 requests a run (a smoke run)
+    python -m benchmarks.llumnix_policy --sections priorities --priority-rate 32   # one section
 
 Setting (Llumnix's evaluation setting, as `benchmarks/policies.py`): 16 simulated A10 (24 GB)
 instances serving Llama-2-7B, roofline step times, vLLM-default engine sizes. Two workloads:
@@ -40,6 +41,7 @@ from controlplane.runtime.sim.experiment import Experiment, Outcome, run_experim
 from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, save_figure, table
 
 POLICIES = ("round-robin", "least-requests", "power-of-two", "infaas", "llumnix")
+SECTIONS = ("scan", "dispatch", "priorities", "offline")
 
 
 def workload(name: str, rate: float, requests: int) -> WorkloadSpec:
@@ -87,6 +89,68 @@ def plot_classes(rows: dict[str, dict[str, Any]], path: Path) -> None:
     save_figure(plt, fig, path)
 
 
+def load_scan(args: argparse.Namespace, n: int) -> dict[str, list[dict[str, float]]]:
+    """Section 1: round-robin's P99 / P50 TTFT at each rate of the scans."""
+    out = {}
+    for name, rates in (("sharegpt-gamma4", args.scan), ("azure-conv", args.azure_scan)):
+        scan = []
+        for rate in (float(r) for r in rates.split(",")):
+            r = policy_run(workload(name, rate, n), "round-robin", f"scan rr {name} {rate:g}/s").results
+            scan.append({"rate": rate, "ttft_p50": r["ttft"]["p50"], "ttft_p99": r["ttft"]["p99"],
+                         "ratio": r["ttft"]["p99"] / r["ttft"]["p50"]})
+        print(f"\nround-robin load scan, {name}: " + ", ".join(
+            f"{s['rate']:g} req/s P99/P50 TTFT {s['ratio']:.1f}x" for s in scan))
+        out[name] = scan
+    return out
+
+
+def dispatch(args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """Section 2: every policy at the dispatch loads, the ratios the issue names, a TTFT CDF each."""
+    out = {}
+    for name, rate in (("sharegpt-gamma4", args.rate), ("azure-conv", args.azure_rate)):
+        outcomes = {p: policy_run(workload(name, rate, n), p, f"{name} {p}") for p in POLICIES}
+        res = {p: o.results for p, o in outcomes.items()}
+        rr, inf, ll = res["round-robin"], res["infaas"], res["llumnix"]
+        ratios = {"rr_p99_over_p50_ttft": rr["ttft"]["p99"] / rr["ttft"]["p50"],
+                  "ttft_p99_rr_over_llumnix": rr["ttft"]["p99"] / ll["ttft"]["p99"],
+                  "ttft_p99_infaas_over_llumnix": inf["ttft"]["p99"] / ll["ttft"]["p99"],
+                  "tpot_p99_llumnix_over_rr": ll["tpot"]["p99"] / rr["tpot"]["p99"],
+                  "tpot_p99_llumnix_over_infaas": ll["tpot"]["p99"] / inf["tpot"]["p99"]}
+        print(f"\n{name} at {rate:g} req/s ({n} requests)")
+        print(table(list(res.values())))
+        print("migrations (llumnix): " + json.dumps(ll["migrations"]))
+        print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+        out[name] = {"rate": rate, "runs": res, "ratios": ratios}
+        plot_cdfs({p: o.timelines for p, o in outcomes.items()},
+                  Path(args.img_dir) / f"llumnix_policy_{name}_cdf.png",
+                  f"{name} at {rate:g} req/s, 16 x A10, Llama-2-7B")
+    return out
+
+
+def offline(args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """Section 4: online requests with and without offline ones beside them."""
+    online = workload("sharegpt-gamma4", args.offline_online_rate, n)
+    orate = f"{args.offline_online_rate:g}/s"
+    alone_key, off_key = f"llumnix {orate}", f"llumnix {orate}, +{args.offline_rate:g}/s offline"
+    classes = {
+        alone_key: policy_run(online, "llumnix", "online").results,
+        off_key: policy_run(replace(online, offline_rate=args.offline_rate), "llumnix", "offline").results,
+    }
+    print(f"\noffline work, sharegpt-gamma4 at {orate}")
+    print(class_table(classes))
+    alone, off = classes[alone_key], classes[off_key]
+    summary: dict[str, Any] = {
+        "online_ttft_p99_with_offline_vs_without": off["classes"]["normal"]["ttft"]["p99"]
+        / alone["classes"]["normal"]["ttft"]["p99"],
+        "online_tpot_p99_with_offline_vs_without": off["classes"]["normal"]["tpot"]["p99"]
+        / alone["classes"]["normal"]["tpot"]["p99"],
+        "offline_completed": off["classes"]["offline"]["completed"],
+        "offline_throughput_tokens_per_s": off["throughput_tokens_per_s"] - alone["throughput_tokens_per_s"],
+    }
+    print("offline: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
+    return {"rate": args.offline_online_rate, "runs": classes, "summary": summary}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000)
@@ -104,70 +168,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offline-rate", type=float, default=2.0, help="offline requests/s")
     parser.add_argument("--offline-online-rate", type=float, default=15.0,
                         help="sharegpt-gamma4 online rate of the offline experiment (default 15)")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"which sections to run, comma-separated (default all: {','.join(SECTIONS)})")
     parser.add_argument("--out", default="results/llumnix_policy.json")
     parser.add_argument("--img-dir", default="docs/img")
     args = parser.parse_args(argv)
+
+    sections = [x.strip() for x in args.sections.split(",")]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     n = 800 if args.quick else args.requests
-    out: dict[str, Any] = {"requests": n, "rate": args.rate, "azure_rate": args.azure_rate}
-
-    out["scan"] = {}
-    for name, rates in (("sharegpt-gamma4", args.scan), ("azure-conv", args.azure_scan)):
-        scan = []
-        for rate in (float(r) for r in rates.split(",")):
-            r = policy_run(workload(name, rate, n), "round-robin", f"scan rr {name} {rate:g}/s").results
-            scan.append({"rate": rate, "ttft_p50": r["ttft"]["p50"], "ttft_p99": r["ttft"]["p99"],
-                         "ratio": r["ttft"]["p99"] / r["ttft"]["p50"]})
-        print(f"\nround-robin load scan, {name}: " + ", ".join(
-            f"{s['rate']:g} req/s P99/P50 TTFT {s['ratio']:.1f}x" for s in scan))
-        out["scan"][name] = scan
-
-    out["dispatch"] = {}
-    for name, rate in (("sharegpt-gamma4", args.rate), ("azure-conv", args.azure_rate)):
-        outcomes = {p: policy_run(workload(name, rate, n), p, f"{name} {p}") for p in POLICIES}
-        res = {p: o.results for p, o in outcomes.items()}
-        rr, inf, ll = res["round-robin"], res["infaas"], res["llumnix"]
-        ratios = {"rr_p99_over_p50_ttft": rr["ttft"]["p99"] / rr["ttft"]["p50"],
-                  "ttft_p99_rr_over_llumnix": rr["ttft"]["p99"] / ll["ttft"]["p99"],
-                  "ttft_p99_infaas_over_llumnix": inf["ttft"]["p99"] / ll["ttft"]["p99"],
-                  "tpot_p99_llumnix_over_rr": ll["tpot"]["p99"] / rr["tpot"]["p99"],
-                  "tpot_p99_llumnix_over_infaas": ll["tpot"]["p99"] / inf["tpot"]["p99"]}
-        print(f"\n{name} at {rate:g} req/s ({n} requests)")
-        print(table(list(res.values())))
-        print("migrations (llumnix): " + json.dumps(ll["migrations"]))
-        print("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
-        out["dispatch"][name] = {"rate": rate, "runs": res, "ratios": ratios}
-        plot_cdfs({p: o.timelines for p, o in outcomes.items()},
-                  Path(args.img_dir) / f"llumnix_policy_{name}_cdf.png",
-                  f"{name} at {rate:g} req/s, 16 x A10, Llama-2-7B")
-
-    seeds = [int(x) for x in args.priority_seeds.split(",")]
-    out["priorities"] = {"rate": args.priority_rate, "high_fraction": args.high_fraction, "seeds": seeds,
-                         **section(workload("sharegpt-gamma4", args.priority_rate, n), seeds, args.high_fraction,
-                                   args.headroom_fraction, run, class_table, np.random.default_rng(0))}
-    online = workload("sharegpt-gamma4", args.offline_online_rate, n)
-    orate = f"{args.offline_online_rate:g}/s"
-    classes = {
-        f"llumnix {orate}": policy_run(online, "llumnix", "online").results,
-        f"llumnix {orate}, +{args.offline_rate:g}/s offline": policy_run(
-            replace(online, offline_rate=args.offline_rate), "llumnix", "offline").results,
-    }
-    print(f"\noffline work, sharegpt-gamma4 at {orate}")
-    print(class_table(classes))
-    alone = classes[f"llumnix {orate}"]
-    off = classes[f"llumnix {orate}, +{args.offline_rate:g}/s offline"]
-    summary: dict[str, Any] = {
-        "online_ttft_p99_with_offline_vs_without": off["classes"]["normal"]["ttft"]["p99"]
-        / alone["classes"]["normal"]["ttft"]["p99"],
-        "online_tpot_p99_with_offline_vs_without": off["classes"]["normal"]["tpot"]["p99"]
-        / alone["classes"]["normal"]["tpot"]["p99"],
-        "offline_completed": off["classes"]["offline"]["completed"],
-        "offline_throughput_tokens_per_s": off["throughput_tokens_per_s"] - alone["throughput_tokens_per_s"],
-    }
-    print("offline: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
-    out["offline"] = {"runs": classes, "summary": summary}
-    first = min(out["priorities"]["runs"])  # the plot shows one seed's priority runs
-    plot_classes({f"{k}, seed {first}": r for k, r in out["priorities"]["runs"][first].items()} | classes,
-                 Path(args.img_dir) / "llumnix_policy_classes.png")
+    out: dict[str, Any] = {"requests": n}
+    if "scan" in sections:
+        out["scan"] = load_scan(args, n)
+    if "dispatch" in sections:
+        out["dispatch"] = dispatch(args, n)
+    if "priorities" in sections:
+        seeds = [int(x) for x in args.priority_seeds.split(",")]
+        out["priorities"] = {"rate": args.priority_rate, "high_fraction": args.high_fraction, "seeds": seeds,
+                             **section(workload("sharegpt-gamma4", args.priority_rate, n), seeds, args.high_fraction,
+                                       args.headroom_fraction, run, class_table, np.random.default_rng(0))}
+    if "offline" in sections:
+        out["offline"] = offline(args, n)
+    rows: dict[str, dict[str, Any]] = {}
+    if "priorities" in out:
+        first = min(out["priorities"]["runs"])  # the plot shows one seed's priority runs
+        rows |= {f"{k}, seed {first}": r for k, r in out["priorities"]["runs"][first].items()}
+    rows |= out.get("offline", {}).get("runs", {})
+    if rows:
+        plot_classes(rows, Path(args.img_dir) / "llumnix_policy_classes.png")
 
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
