@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--priority-seeds", default="0,1,2,3,4", help="workload seeds of the priority runs")
     parser.add_argument("--headroom-fraction", type=float, default=0.0,
                         help="blocks reserved per HIGH request, as a share, in the fourth priority run (default 0)")
+    parser.add_argument("--priority-step-budget", type=int, default=Experiment.max_num_batched_tokens,
+                        help="every engine's max_num_batched_tokens in the priority runs "
+                             f"(default {Experiment.max_num_batched_tokens}, as everywhere else)")
     parser.add_argument("--offline-rate", type=float, default=2.0, help="offline requests/s")
     parser.add_argument("--offline-online-rate", type=float, default=15.0,
                         help="sharegpt-gamma4 online rate of the offline experiment (default 15)")
@@ -187,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     if "priorities" in sections:
         seeds = [int(x) for x in args.priority_seeds.split(",")]
         out["priorities"] = {"rate": args.priority_rate, "high_fraction": args.high_fraction, "seeds": seeds,
+                             "step_budget": args.priority_step_budget,
                              **section(workload("sharegpt-gamma4", args.priority_rate, n), seeds, args.high_fraction,
-                                       args.headroom_fraction, run, class_table, np.random.default_rng(0))}
+                                       args.headroom_fraction, args.priority_step_budget, run, class_table,
+                                       np.random.default_rng(0))}
     if "offline" in sections:
         out["offline"] = offline(args, n)
     rows: dict[str, dict[str, Any]] = {}

@@ -43,9 +43,11 @@ def with_headroom_fraction(exp: Experiment, fraction: float) -> Experiment:
                    scorer_options={"llumnix": {"headroom_fraction": fraction}})
 
 
-def experiments(spec: WorkloadSpec, high_fraction: float, headroom_fraction: float) -> dict[str, Experiment]:
-    """The four runs of one seed (see the module docstring), by name."""
-    plain = Experiment(spec, policy="llumnix", instances=16)
+def experiments(spec: WorkloadSpec, high_fraction: float, headroom_fraction: float,
+                step_budget: int = Experiment.max_num_batched_tokens) -> dict[str, Experiment]:
+    """The four runs of one seed (see the module docstring), by name; `step_budget` is every
+    engine's `max_num_batched_tokens`."""
+    plain = Experiment(spec, policy="llumnix", instances=16, max_num_batched_tokens=step_budget)
     high = replace(plain, workload=replace(spec, high_priority_fraction=high_fraction))
     return {"no classes": plain, "default": high,
             "no prefill cap": replace(high, high_priority_prefill_tokens=None),
@@ -84,7 +86,7 @@ def pooled(seeds: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], rng: np.r
 
 
 def section(spec: WorkloadSpec, seeds: Sequence[int], high_fraction: float, headroom_fraction: float,
-            run: Runner, class_table: Callable[[dict[str, dict[str, Any]]], str],
+            step_budget: int, run: Runner, class_table: Callable[[dict[str, dict[str, Any]]], str],
             rng: np.random.Generator) -> dict[str, Any]:
     """Run every seed's four runs, printing each seed's table and ratios as it goes; then judge each
     variant pooled over the seeds. Returns the runs' results, the per-seed ratios and the verdicts."""
@@ -93,7 +95,8 @@ def section(spec: WorkloadSpec, seeds: Sequence[int], high_fraction: float, head
     latencies: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     for seed in seeds:
         outcomes = {name: run(exp, f"priorities seed {seed}, {name}")
-                    for name, exp in experiments(replace(spec, seed=seed), high_fraction, headroom_fraction).items()}
+                    for name, exp in experiments(replace(spec, seed=seed), high_fraction, headroom_fraction,
+                                                      step_budget).items()}
         runs[seed] = {name: o.results for name, o in outcomes.items()}
         plain = e2e_by_class(outcomes["no classes"])[Priority.NORMAL]
         per_seed[seed] = {}
@@ -105,7 +108,7 @@ def section(spec: WorkloadSpec, seeds: Sequence[int], high_fraction: float, head
             latencies.setdefault(name, []).append(triple)
             ratio, vs_plain = _ratios(*triple)
             per_seed[seed][name] = {"normal_over_high_e2e_p99": ratio, "normal_e2e_p99_vs_no_classes": vs_plain}
-        print(f"\npriorities, sharegpt-gamma4 at {spec.request_rate:g} req/s, seed {seed}")
+        print(f"\npriorities, sharegpt-gamma4 at {spec.request_rate:g} req/s, step budget {step_budget}, seed {seed}")
         print(class_table(runs[seed]))
         print("normal / HIGH P99 E2E, normal vs no classes: " + "; ".join(
             f"{name} {r['normal_over_high_e2e_p99']:.3f}, {r['normal_e2e_p99_vs_no_classes']:.3f}"

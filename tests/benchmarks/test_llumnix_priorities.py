@@ -14,7 +14,8 @@ SPEC = WorkloadSpec(trace="sharegpt", num_requests=60, request_rate=8.0, arrival
 
 
 def test_a_seed_runs_the_reference_the_default_and_two_ablations() -> None:
-    runs = experiments(SPEC, 0.1, 0.0)
+    runs = experiments(SPEC, 0.1, 0.0, step_budget=256)
+    assert {e.max_num_batched_tokens for e in runs.values()} == {256}
     assert list(runs) == ["no classes", "default", "no prefill cap", "headroom_fraction 0"]
     plain, default, uncapped, fraction = runs.values()
     assert plain.workload.high_priority_fraction == 0 and plain.policy == "llumnix" and plain.instances == 16
@@ -43,7 +44,7 @@ def test_pooled_ratios_take_the_p99_over_every_seed() -> None:
 
 
 def test_section_ratios_agree_with_each_runs_class_summary(capsys) -> None:
-    out = section(SPEC, [3], 0.2, 0.0, lambda exp, label: run_experiment(exp), lambda rows: "table",
+    out = section(SPEC, [3], 0.2, 0.0, 2048, lambda exp, label: run_experiment(exp), lambda rows: "table",
                   np.random.default_rng(0))
     runs = out["runs"][3]
     assert list(runs) == ["no classes", "default", "no prefill cap", "headroom_fraction 0"]
