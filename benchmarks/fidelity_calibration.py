@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving_metrics import RequestTimeline
+from controlplane.observability.serving_metrics import RequestTimeline
 from controlplane.runtime.sim.noise import StepNoise
 from instances.latency.base import LatencyModel
 from instances.step_trace import StepRecord, read_trace

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.serving_metrics import BenchmarkMetrics, LatencyStats, RequestTimeline
+from controlplane.observability.serving_metrics import BenchmarkMetrics, LatencyStats, RequestTimeline
 from controlplane.runtime.sim.host import HostModel
 from instances.latency.base import LatencyModel
 from instances.latency.shape import StepShape

@@ -44,7 +44,7 @@ from benchmarks.gateway_report import (
 )
 from benchmarks.loadgen import BenchmarkConfig, BenchmarkResult, run_benchmark
 from benchmarks.serve_process import ServeProcess
-from benchmarks.workload import WorkloadSpec, build_workload, prompt_token_ids
+from controlplane.workload import WorkloadSpec, build_workload, prompt_token_ids
 
 INPUT_LEN = 16
 OUTPUT_LEN = 1

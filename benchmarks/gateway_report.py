@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks.loadgen import BenchmarkResult
-from benchmarks.serving_metrics import LatencyStats
+from controlplane.observability.serving_metrics import LatencyStats
 
 TARGET_RPS = 300.0  # the target: requests/s through one gateway with two instances
 CPU_ROLES = ("gateway", "instances", "ray", "client")

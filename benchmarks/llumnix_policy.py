@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks.llumnix_priorities import section
-from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, Outcome, run_experiment
 from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, save_figure, table
+from controlplane.workload import AZURE_CONV_RATE, WorkloadSpec
 
 POLICIES = ("round-robin", "least-requests", "power-of-two", "infaas", "llumnix")
 SECTIONS = ("scan", "dispatch", "priorities", "offline")

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.workload import WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, Outcome
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
+from controlplane.workload import WorkloadSpec
 from instances.types import Priority
 
 TARGET_RATIO = 1.5  # normal / HIGH P99 E2E, at least

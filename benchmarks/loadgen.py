@@ -20,8 +20,8 @@ import aiohttp
 
 from benchmarks.openai_stream import StreamOutcome, stream_completion
 from benchmarks.progress import ProgressLine
-from benchmarks.serving_metrics import SLO, BenchmarkMetrics, compute_metrics
-from benchmarks.workload import TraceRequest, WorkloadSpec, build_workload, prompt_token_ids
+from controlplane.observability.serving_metrics import SLO, BenchmarkMetrics, compute_metrics
+from controlplane.workload import TraceRequest, WorkloadSpec, build_workload, prompt_token_ids
 
 COMPLETIONS_PATH = "/v1/completions"
 DEFAULT_TIMEOUT_S = 6 * 3600.0  # vLLM's benchmark client allows a request six hours

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from benchmarks.serving_metrics import RequestTimeline
+from controlplane.observability.serving_metrics import RequestTimeline
 
 _ERROR_BODY_CHARS = 300
 _PREVIEW_CHARS = 80

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serving_metrics import SLO
-from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
+from controlplane.observability.serving_metrics import SLO
 from controlplane.runtime.sim.experiment import Experiment, Outcome, run_experiment
 from controlplane.runtime.sim.report import ProgressBar, plot_cdfs, pyplot, save_figure, table
 from controlplane.scheduling.policies import BASELINE_POLICIES
+from controlplane.workload import AZURE_CONV_RATE, WorkloadSpec
 
 SLO_TARGET = SLO(ttft_ms=2000, tpot_ms=100)
 ATTAINMENT_TARGET = 0.9

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from benchmarks.loadgen import BenchmarkConfig, BenchmarkResult, RequestRecord, run_benchmark
-from benchmarks.serving_metrics import SLO
 from benchmarks.serving_report import format_table, plot_cdfs, write_json
-from benchmarks.workload import TRACE_FILES, TraceFormatError, WorkloadSpec
+from controlplane.observability.serving_metrics import SLO
+from controlplane.workload import TRACE_FILES, TraceFormatError, WorkloadSpec
 
 __all__ = ["BenchmarkConfig", "BenchmarkResult", "RequestRecord", "main", "parse_config", "run_benchmark"]
 

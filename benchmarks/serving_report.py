@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from benchmarks.loadgen import BenchmarkResult, RequestRecord
-from benchmarks.serving_metrics import LatencyStats
+from controlplane.observability.serving_metrics import LatencyStats
 
 SCHEMA_VERSION = 1
 _WIDTH = 50

@@ -75,10 +75,8 @@ from benchmarks.fidelity_report import (
 )
 from benchmarks.loadgen import BenchmarkConfig, BenchmarkResult, run_benchmark
 from benchmarks.serve_process import ServeProcess
-from benchmarks.serving_metrics import BenchmarkMetrics, RequestTimeline
-from benchmarks.workload import WorkloadSpec, build_workload
 from controlplane.config import FlotillaConfig, ProfileConfig, load_config, parse_overrides
-from controlplane.errors import ConfigError
+from controlplane.observability.serving_metrics import BenchmarkMetrics, RequestTimeline
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.host import HostModel
 from controlplane.runtime.sim.loop import Simulation
@@ -86,12 +84,14 @@ from controlplane.runtime.sim.noise import StepNoise
 from controlplane.runtime.sim.results import results, run_metrics
 from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.serve import engine_config
+from controlplane.workload import WorkloadSpec, build_workload
+from flotilla.errors import ConfigError
 from instances.engine.config import EngineConfig
 from instances.latency.base import LatencyModel
 from instances.latency.distserve import DistServeModel, FitResult, fit
-from instances.latency.profile import DEFAULT_GRID, DEFAULT_REPEATS, QUICK_GRID, profile
 from instances.latency.rows import write_rows
 from instances.models.loader import load_frontend
+from instances.profiling.profile import DEFAULT_GRID, DEFAULT_REPEATS, QUICK_GRID, profile
 
 NOISE = "calibrated"
 HEADLINE = NOISE

@@ -4,7 +4,7 @@
     python -m benchmarks.sim_scale --quick    # small points, seconds
 
 Workload: the Azure LLM conversation trace at its own lengths, repeated as often as needed
-(`benchmarks.workload.cycle`), its arrival times compressed so that every instance gets the same
+(`controlplane.workload.cycle`), its arrival times compressed so that every instance gets the same
 request rate (`--rate-per-instance`) at every point: the cluster's load stays the same while it
 grows. A10 instances serving Llama-2-7B, roofline step times. The baseline of the ratios is the
 smallest point, measured in the same run; one point is also run step by step (every engine step
@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.workload import AZURE_CONV_RATE, WorkloadSpec
 from controlplane.runtime.sim.experiment import Experiment, run_experiment
 from controlplane.runtime.sim.report import ProgressBar, pyplot, save_figure
+from controlplane.workload import AZURE_CONV_RATE, WorkloadSpec
 
 FULL = ((16, 6_250), (64, 25_000), (256, 25_000), (256, 100_000))
 QUICK = ((4, 400), (16, 1_600))

@@ -9,8 +9,8 @@ import sys
 import uvloop
 
 from controlplane.config import load_config, parse_overrides
-from controlplane.errors import FlotillaError
 from controlplane.runtime.sim import command as sim_command
+from flotilla.errors import FlotillaError
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "sim":
             return sim_command.run(args)
         elif args.command == "profile":
-            from instances.latency.profile import run_profile
+            from instances.profiling.profile import run_profile
 
             result = run_profile(args.model, args.out, args.fit, repeats=args.repeats, threads=args.threads,
                                  quick=args.quick, progress=sys.stderr, colocated=args.colocated)

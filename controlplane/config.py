@@ -26,8 +26,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from controlplane.errors import ConfigError
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationSection
+from flotilla.errors import ConfigError
 from instances.engine.config import DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
 
 

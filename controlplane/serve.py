@@ -13,13 +13,13 @@ from controlplane.api.app import create_app
 from controlplane.config import FlotillaConfig
 from controlplane.controller.controller import Controller
 from controlplane.controller.migrator import MigrationSettings
-from controlplane.errors import ConfigError, FlotillaError
 from controlplane.observability.metrics import Metrics
 from controlplane.runtime.base import Cluster
 from controlplane.runtime.local import LocalCluster
 from controlplane.runtime.ray_cluster import RayCluster
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.registry import build_framework
+from flotilla.errors import ConfigError, FlotillaError
 from instances.config import ModelConfig
 from instances.engine.config import EngineConfig
 from instances.models.loader import load_frontend

@@ -22,7 +22,7 @@ from tokenizers import AddedToken, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as Backend
 from tokenizers.pre_tokenizers import ByteLevel
 
-from controlplane.errors import ModelLoadError
+from flotilla.errors import ModelLoadError
 from instances.weights.gguf_loader import field
 
 # llama.cpp token types (tokenizer.ggml.token_type)

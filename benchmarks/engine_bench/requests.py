@@ -1,9 +1,9 @@
 """The benchmark's requests: ShareGPT length pairs, drawn with a seeded RNG, scaled down for a CPU.
 
-Lengths come from the `sharegpt` trace (`benchmarks.workload`), drawn in a seeded random order, so
+Lengths come from the `sharegpt` trace (`controlplane.workload`), drawn in a seeded random order, so
 the first n requests are the same for every n and every concurrency point sees a prefix of one
 sequence. Both lengths are multiplied by `LengthScaling.factor`, rounded, and clamped to
-[min, max]. Prompts are random token ids (`benchmarks.workload.random_token_ids`); there is no
+[min, max]. Prompts are random token ids (`controlplane.workload.random_token_ids`); there is no
 shared prefix between requests.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.workload import load_trace, random_token_ids, scale_lengths
-from benchmarks.workload.tokens import DEFAULT_VOCAB
+from controlplane.workload import load_trace, random_token_ids, scale_lengths
+from controlplane.workload.tokens import DEFAULT_VOCAB
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controlplane.api.schemas import ErrorInfo, ErrorResponse
-from controlplane.errors import FlotillaError, InvalidRequest
+from flotilla.errors import FlotillaError, InvalidRequest
 
 log = logging.getLogger(__name__)
 

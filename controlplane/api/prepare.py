@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
-from controlplane.errors import InvalidRequest, ModelNotFound
+from flotilla.errors import InvalidRequest, ModelNotFound
 from instances.types import SamplingParams
 
 

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from controlplane.api.errors import flotilla_error_body, unexpected_error_body
 from controlplane.api.formatting import ResponseFormat, usage_of
 from controlplane.api.relay import Run, aclose_shielded
-from controlplane.errors import FlotillaError
+from flotilla.errors import FlotillaError
 from instances.types import TokenLogprob
 
 T = TypeVar("T")

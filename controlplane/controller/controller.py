@@ -19,9 +19,9 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from controlplane.controller.migrator import MigrationOutcome
-from controlplane.errors import FlotillaError, NotFound
 from controlplane.scheduling.migration import MigrationOrder, MigrationPolicy
 from controlplane.scheduling.types import InstanceView
+from flotilla.errors import FlotillaError, NotFound
 from instances.types import MigrationCandidate
 
 log = logging.getLogger(__name__)

@@ -34,8 +34,8 @@ from typing import Any, Protocol, TypeVar
 
 from ray.exceptions import RayError
 
-from controlplane.errors import MigrationBusy
 from controlplane.scheduling.migration import MigrationOrder
+from flotilla.errors import MigrationBusy
 from instances.engine.migration import MigrationRefused
 
 T = TypeVar("T")

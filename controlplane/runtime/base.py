@@ -27,7 +27,7 @@ class Cluster(Protocol):
         Chunks come in output order, contiguous and each token once (`first_index` of a chunk is
         the end of the previous one). A broken stream raises `StreamBroken`.
 
-        Raises `controlplane.errors.InstanceUnavailable` if the instance is gone. Closing the
+        Raises `flotilla.errors.InstanceUnavailable` if the instance is gone. Closing the
         iterator early (client disconnect) aborts the request on the instance and frees its blocks.
         """
         ...

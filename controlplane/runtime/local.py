@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 
 import torch
 
-from controlplane.errors import InstanceUnavailable, InvalidRequest
 from controlplane.runtime.streams import StreamRouter
 from controlplane.runtime.tasks import cancel_and_wait
 from controlplane.scheduling.types import InstanceView
+from flotilla.errors import InstanceUnavailable, InvalidRequest
 from instances.engine.config import EngineConfig
 from instances.models.loader import LoadedModel, load_model
 from instances.replica import Replica, ReplicaSpec

@@ -25,12 +25,12 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from controlplane.controller.migrator import MigrationObserver, MigrationOutcome, MigrationSettings, Migrator
-from controlplane.errors import InstanceUnavailable, InvalidRequest, NotFound
 from controlplane.runtime.local import view_of
 from controlplane.runtime.streams import StreamRouter
 from controlplane.runtime.tasks import cancel_and_wait
 from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
+from flotilla.errors import InstanceUnavailable, InvalidRequest, NotFound
 from instances.actor import RemoteInstanceActor
 from instances.replica import ReplicaSpec
 from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate

@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from controlplane.errors import FlotillaError, StreamBroken
+from flotilla.errors import FlotillaError, StreamBroken
 from instances.types import GenerationChunk
 
 

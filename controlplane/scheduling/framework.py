@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Protocol
 
-from controlplane.errors import ConfigError, NoCapacity
 from controlplane.scheduling.types import InstanceView, RequestView
+from flotilla.errors import ConfigError, NoCapacity
 
 by_instance_id = attrgetter("instance_id")
 """Sort key of the candidate order every plugin sees: ascending instance id."""

@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from controlplane.config import LLUMNIX_PROFILE, ProfileConfig
-from controlplane.errors import ConfigError
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.migration import MigrationPolicy
+from flotilla.errors import ConfigError
 
 BASELINE_POLICIES: dict[str, ProfileConfig] = {
     "round-robin": ProfileConfig(filters=("healthy",), scorers={}, picker="round_robin"),

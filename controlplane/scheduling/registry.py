@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from controlplane.config import ProfileConfig
-from controlplane.errors import ConfigError
 from controlplane.scheduling.framework import (
     Filter,
     NamedFilter,
@@ -32,6 +31,7 @@ from controlplane.scheduling.plugins.max_score import MaxScorePicker
 from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
 from controlplane.scheduling.plugins.random_picker import RandomPicker
 from controlplane.scheduling.plugins.round_robin import RoundRobinPicker
+from flotilla.errors import ConfigError
 
 FILTERS: dict[str, Callable[[], Filter]] = {"healthy": HealthyFilter}
 SCORERS: dict[str, Callable[..., Scorer]] = {

@@ -14,7 +14,8 @@ import torch
 from instances.engine.config import EngineConfig
 from instances.engine.sampler import sample
 from instances.engine.scheduler import SampledToken, ScheduledBatch
-from instances.models.base import AttentionMetadata, CausalLM
+from instances.kernels.attention import AttentionMetadata
+from instances.models.base import CausalLM
 
 
 class Executor(Protocol):

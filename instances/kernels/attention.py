@@ -18,7 +18,27 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from instances.models.base import AttentionMetadata
+
+@dataclass
+class AttentionMetadata:
+    """Where the tokens of a flat batch live in the paged KV cache.
+
+    query_lens[i]: new tokens of sequence i in this step (1 for a decode, a chunk for a prefill).
+    context_lens[i]: tokens of sequence i in the cache once this step's tokens are written
+        (so the new tokens sit at positions context_lens[i] - query_lens[i] ... context_lens[i] - 1).
+    block_tables: int32 [num_seqs, max_blocks], padded with 0 past each sequence's blocks.
+    slot_mapping: int64 [num_tokens], block_id * block_size + offset for every new token.
+    """
+
+    query_lens: list[int]
+    context_lens: list[int]
+    block_tables: torch.Tensor
+    slot_mapping: torch.Tensor
+    block_size: int
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.query_lens)
 
 
 def write_kv(kv_cache: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot_mapping: torch.Tensor) -> None:

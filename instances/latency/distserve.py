@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from controlplane.errors import ConfigError
+from flotilla.errors import ConfigError
 from instances.latency.rows import ProfileRow
 from instances.latency.shape import StepShape
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.errors import ConfigError
+from flotilla.errors import ConfigError
 
 TERA = 1e12
 GIB = 2**30

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.errors import ConfigError
+from flotilla.errors import ConfigError
 from instances.latency.hardware import GPUSpec
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
-from controlplane.errors import ConfigError
+from flotilla.errors import ConfigError
 from instances.latency.shape import StepShape
 
 KINDS = ("prefill", "decode")

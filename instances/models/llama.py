@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from instances.config import ModelConfig
-from instances.kernels.attention import paged_attention, plan_attention, write_kv
-from instances.models.base import AttentionMetadata
+from instances.kernels.attention import AttentionMetadata, paged_attention, plan_attention, write_kv
 from instances.models.layers import Attend, LlamaDecoderLayer, RMSNorm
 from instances.models.rope import RotaryEmbedding
 

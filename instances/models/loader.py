@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from controlplane.errors import ModelLoadError
+from flotilla.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
 from instances.tokenizer import Tokenizer

@@ -18,7 +18,7 @@ import torch
 from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 
-from controlplane.errors import ModelLoadError
+from flotilla.errors import ModelLoadError
 from instances.config import ModelConfig, RopeScaling
 
 SUPPORTED_TYPES = (

@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from controlplane.errors import ModelLoadError
+from flotilla.errors import ModelLoadError
 from instances.config import ModelConfig
 
 INDEX_FILE = "model.safetensors.index.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.fidelity_calibration import Calibration, window_traces
-from benchmarks.serving_metrics import RequestTimeline
+from controlplane.observability.serving_metrics import RequestTimeline
 from controlplane.runtime.sim.noise import StepNoise
 from instances.latency.distserve import Coefficients, DistServeModel
 from instances.step_trace import COLUMNS, StepRecord

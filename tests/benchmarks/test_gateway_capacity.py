@@ -23,8 +23,8 @@ from benchmarks.gateway_report import (
 )
 from benchmarks.loadgen import BenchmarkConfig, BenchmarkResult, RequestRecord
 from benchmarks.openai_stream import StreamOutcome
-from benchmarks.serving_metrics import LatencyStats, RequestTimeline, compute_metrics
-from benchmarks.workload import WorkloadSpec
+from controlplane.observability.serving_metrics import LatencyStats, RequestTimeline, compute_metrics
+from controlplane.workload import WorkloadSpec
 from tests.instances.engine_fixtures import make_engine, tiny_model
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from benchmarks.llumnix_priorities import e2e_by_class, experiments, pooled, section
-from benchmarks.workload import WorkloadSpec
 from controlplane.runtime.sim.experiment import run_experiment
+from controlplane.workload import WorkloadSpec
 from instances.types import Priority
 
 SPEC = WorkloadSpec(trace="sharegpt", num_requests=60, request_rate=8.0, arrival="gamma", cv=4.0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.policies import WORKLOADS, run_one
-from benchmarks.workload import AZURE_CONV_RATE, build_workload
 from controlplane.scheduling.policies import BASELINE_POLICIES
+from controlplane.workload import AZURE_CONV_RATE, build_workload
 
 
 def test_workloads_hit_their_target_rates() -> None:

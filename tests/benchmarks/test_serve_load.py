@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from benchmarks.serve_load import BenchmarkConfig, main, run_benchmark
-from benchmarks.serving_metrics import SLO
-from benchmarks.workload import WorkloadSpec, build_workload, prompt_token_ids
+from controlplane.observability.serving_metrics import SLO
+from controlplane.workload import WorkloadSpec, build_workload, prompt_token_ids
 
 FIRST_DELAY_S = 0.05
 GAP_S = 0.005

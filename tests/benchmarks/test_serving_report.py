@@ -7,9 +7,9 @@ from pathlib import Path
 
 from benchmarks.loadgen import BenchmarkConfig, BenchmarkResult, RequestRecord
 from benchmarks.openai_stream import StreamOutcome
-from benchmarks.serving_metrics import SLO, RequestTimeline, compute_metrics
 from benchmarks.serving_report import format_table, result_to_dict, write_json
-from benchmarks.workload import WorkloadSpec
+from controlplane.observability.serving_metrics import SLO, RequestTimeline, compute_metrics
+from controlplane.workload import WorkloadSpec
 
 TIMELINES = [
     RequestTimeline(10, 4, 0.0, (0.25, 0.5, 0.75, 1.0), True),

@@ -27,7 +27,6 @@ from benchmarks.fidelity_report import (
     single_burst_share,
     verdict,
 )
-from benchmarks.serving_metrics import RequestTimeline, compute_metrics
 from benchmarks.sim_fidelity import (
     BackgroundCpu,
     host_model,
@@ -38,9 +37,10 @@ from benchmarks.sim_fidelity import (
     parse_rates,
     simulate,
 )
-from benchmarks.workload import WorkloadSpec
 from controlplane.config import ProfileConfig
+from controlplane.observability.serving_metrics import RequestTimeline, compute_metrics
 from controlplane.runtime.sim.host import HostModel
+from controlplane.workload import WorkloadSpec
 from instances.engine.config import EngineConfig
 from instances.latency.distserve import Coefficients, DistServeModel
 from instances.latency.shape import StepShape

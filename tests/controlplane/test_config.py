@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from controlplane.config import FlotillaConfig, ProfileConfig, load_config, parse_overrides
-from controlplane.errors import ConfigError
+from flotilla.errors import ConfigError
 
 
 def _write(tmp_path: Path, text: str) -> str:

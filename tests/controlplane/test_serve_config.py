@@ -3,8 +3,8 @@
 import pytest
 
 from controlplane.config import load_config
-from controlplane.errors import ConfigError
 from controlplane.serve import engine_config
+from flotilla.errors import ConfigError
 from instances.models.loader import tiny_config
 
 

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from instances.kernels.attention import paged_attention, plan_attention, write_kv
-from instances.models.base import AttentionMetadata
+from instances.kernels.attention import AttentionMetadata, paged_attention, plan_attention, write_kv
 
 BLOCK, NUM_BLOCKS, HEADS, KV_HEADS, DIM = 4, 24, 6, 2, 8
 

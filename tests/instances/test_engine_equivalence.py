@@ -4,7 +4,13 @@ prefix reuse and preemption all active at once."""
 import random
 
 from instances.types import EngineRequest
-from tests.instances.engine_fixtures import greedy, make_engine, reference_greedy, run_to_completion, tiny_model
+from tests.instances.engine_fixtures import (
+    greedy,
+    make_engine,
+    reference_greedy,
+    run_to_completion,
+    tiny_model,
+)
 
 
 def mixed_requests(n: int, seed: int) -> list[EngineRequest]:

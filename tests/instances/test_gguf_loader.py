@@ -9,11 +9,17 @@ import pytest
 import torch
 from gguf.quants import quantize
 
-from controlplane.errors import ModelLoadError
+from flotilla.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
 from instances.weights.gguf_loader import load_gguf, unpermute_qk
-from tests.instances.gguf_fixtures import VOCAB_SIZE, Q, llamacpp_permute, reference_dequantize, write_llama_gguf
+from tests.instances.gguf_fixtures import (
+    VOCAB_SIZE,
+    Q,
+    llamacpp_permute,
+    reference_dequantize,
+    write_llama_gguf,
+)
 
 
 def _config(tied: bool = False) -> ModelConfig:

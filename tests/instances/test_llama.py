@@ -10,7 +10,7 @@ from transformers import LlamaConfig
 from transformers import LlamaForCausalLM as HFLlama
 
 from instances.config import ModelConfig, RopeScaling
-from instances.models.base import AttentionMetadata
+from instances.kernels.attention import AttentionMetadata
 from instances.models.llama import LlamaForCausalLM
 
 TOL = 1e-4

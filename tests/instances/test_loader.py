@@ -14,7 +14,7 @@ from tokenizers import Tokenizer as Backend
 from transformers import LlamaConfig
 from transformers import LlamaForCausalLM as HFLlama
 
-from controlplane.errors import ModelLoadError
+from flotilla.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
 from instances.models.loader import LoadedModel, load_frontend, load_model, smollm2_path

@@ -12,7 +12,7 @@ import torch
 from tokenizers import AddedToken, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as Backend
 
-from controlplane.errors import ModelLoadError
+from flotilla.errors import ModelLoadError
 from instances.config import ModelConfig
 from instances.models.llama import LlamaForCausalLM
 from instances.models.loader import smollm2_path

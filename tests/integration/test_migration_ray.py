@@ -13,10 +13,10 @@ import ray
 
 from controlplane.controller.controller import Controller
 from controlplane.controller.migrator import MigrationOutcome, MigrationSettings, Migrator
-from controlplane.errors import MigrationBusy
 from controlplane.runtime.ray_cluster import RayCluster
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
 from controlplane.scheduling.migration import MigrationOrder
+from flotilla.errors import MigrationBusy
 from instances.engine.config import EngineConfig
 from instances.models.loader import load_model
 from instances.replica import Replica, ReplicaSpec

@@ -7,8 +7,8 @@ import pytest
 import pytest_asyncio
 import ray
 
-from controlplane.errors import InstanceUnavailable, InvalidRequest
 from controlplane.runtime.ray_cluster import RayCluster
+from flotilla.errors import InstanceUnavailable, InvalidRequest
 from instances.engine.config import EngineConfig
 from instances.engine.engine import Engine
 from instances.engine.executor import ModelRunner

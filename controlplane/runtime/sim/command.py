@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.serving_metrics import SLO
-from benchmarks.workload import TraceFormatError, WorkloadSpec
-from controlplane.errors import ConfigError
+from controlplane.observability.serving_metrics import SLO
+from controlplane.workload import TraceFormatError, WorkloadSpec
+from flotilla.errors import ConfigError
 from instances.engine.config import DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
 
 if TYPE_CHECKING:

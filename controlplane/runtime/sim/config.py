@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from benchmarks.serving_metrics import SLO
 from controlplane.config import ProfileConfig
+from controlplane.observability.serving_metrics import SLO
 from controlplane.runtime.sim.host import HostModel
 from controlplane.runtime.sim.migration import MigrationModel
 from controlplane.runtime.sim.noise import StepNoise

@@ -1,6 +1,6 @@
 """The Python API for simulation experiments: one frozen `Experiment` in, results out.
 
-    from benchmarks.workload import WorkloadSpec
+    from controlplane.workload import WorkloadSpec
     from controlplane.runtime.sim.experiment import Experiment, run_experiment
     outcome = run_experiment(Experiment(WorkloadSpec(trace="azure-conv"), policy="infaas", instances=16))
     outcome.results["ttft"]["p99"]
@@ -15,8 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.serving_metrics import SLO, RequestTimeline
-from benchmarks.workload import WorkloadSpec, build_workload
+from controlplane.observability.serving_metrics import SLO, RequestTimeline
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.loop import Progress, Simulation
 from controlplane.runtime.sim.migration import MigrationModel
@@ -25,6 +24,7 @@ from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.scheduling.migration import MigrationPolicy
 from controlplane.scheduling.policies import policy_migration, policy_profile
 from controlplane.scheduling.registry import PluginOptions
+from controlplane.workload import WorkloadSpec, build_workload
 from instances.engine.config import DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS, EngineConfig
 from instances.latency import build_latency_model, gpu_spec, kv_capacity_blocks, model_spec
 

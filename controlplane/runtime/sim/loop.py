@@ -28,7 +28,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from controlplane.errors import NoCapacity
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.host import WorkClock
 from controlplane.runtime.sim.instance import SimInstance
@@ -38,6 +37,7 @@ from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.scheduling.framework import SchedulingFramework
 from controlplane.scheduling.registry import build_profile
 from controlplane.scheduling.types import RequestView
+from flotilla.errors import NoCapacity
 from instances.engine.config import EngineConfig
 from instances.types import EngineRequest, SamplingParams
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 
-from benchmarks.serving_metrics import RequestTimeline
+from controlplane.observability.serving_metrics import RequestTimeline
 from instances.types import Priority, RequestDelta
 
 

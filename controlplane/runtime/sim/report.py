@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from benchmarks.serving_metrics import RequestTimeline
+from controlplane.observability.serving_metrics import RequestTimeline
 
 
 class ProgressBar:

@@ -1,5 +1,5 @@
 """A finished simulation as the figures `results.json` holds, computed with the serving benchmark's
-own metric definitions (`benchmarks.serving_metrics`: vLLM's TTFT, TPOT, ITL and E2E; DistServe's
+own metric definitions (`controlplane.observability.serving_metrics`: vLLM's TTFT, TPOT, ITL and E2E; DistServe's
 joint-SLO attainment and goodput)."""
 
 from __future__ import annotations
@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from benchmarks.serving_metrics import BenchmarkMetrics, LatencyStats, RequestTimeline, compute_metrics
+from controlplane.observability.serving_metrics import (
+    BenchmarkMetrics,
+    LatencyStats,
+    RequestTimeline,
+    compute_metrics,
+)
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.loop import SimRun
 from instances.types import Priority

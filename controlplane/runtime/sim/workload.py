@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from benchmarks.workload import DEFAULT_VOCAB, TraceRequest, prompt_token_ids
+from controlplane.workload import DEFAULT_VOCAB, TraceRequest, prompt_token_ids
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,7 @@ class SimWorkload:
     """Requests in arrival order (`arrival_s` non-decreasing, checked).
 
     When any request carries `hash_ids` (a Mooncake trace), prompts are the same deterministic
-    token blocks a real benchmark run sends (`benchmarks.workload.prompt_token_ids` with `seed`),
+    token blocks a real benchmark run sends (`controlplane.workload.prompt_token_ids` with `seed`),
     so shared prefixes really are shared in the simulated engines' prefix caches. Otherwise no two
     prompts can share a block, so prompts are runs of a filler id and `shares_prefixes` is False:
     the simulation then turns prefix caching off, which saves hashing every block without

@@ -10,10 +10,10 @@ import pytest
 
 from controlplane.api.app import create_app
 from controlplane.config import FlotillaConfig, ProfileConfig
-from controlplane.errors import ConfigError, InstanceUnavailable, StreamBroken
 from controlplane.observability.metrics import Metrics
 from controlplane.scheduling.registry import build_framework
 from controlplane.scheduling.types import RequestView
+from flotilla.errors import ConfigError, InstanceUnavailable, StreamBroken
 from instances.types import FinishReason, Priority, SamplingParams, TokenLogprob
 from tests.controlplane.api.conftest import MAX_MODEL_LEN, MODEL, Harness
 from tests.controlplane.api.fakes import BOS, EOS, CharTokenizer, ScriptedCluster, Step, view

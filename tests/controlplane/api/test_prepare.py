@@ -2,7 +2,7 @@ import pytest
 
 from controlplane.api.prepare import prepare_chat, prepare_completion
 from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest
-from controlplane.errors import InvalidRequest, ModelNotFound
+from flotilla.errors import InvalidRequest, ModelNotFound
 from instances.types import Priority, SamplingParams
 from tests.controlplane.api.fakes import BOS, EOS, CharTokenizer
 

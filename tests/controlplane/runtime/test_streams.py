@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from controlplane.errors import InstanceUnavailable, StreamBroken
 from controlplane.runtime.streams import ChunkSequencer, StreamRouter
+from flotilla.errors import InstanceUnavailable, StreamBroken
 from instances.types import FinishReason, GenerationChunk
 
 

@@ -3,7 +3,6 @@ from collections.abc import Sequence
 
 import pytest
 
-from controlplane.errors import ConfigError, NoCapacity
 from controlplane.scheduling.framework import (
     NamedFilter,
     Profile,
@@ -14,6 +13,7 @@ from controlplane.scheduling.framework import (
 from controlplane.scheduling.plugins.healthy import HealthyFilter
 from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
 from controlplane.scheduling.types import InstanceView, RequestView
+from flotilla.errors import ConfigError, NoCapacity
 from tests.controlplane.scheduling.helpers import REQ, view
 
 

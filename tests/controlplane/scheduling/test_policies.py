@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from controlplane.config import FlotillaConfig, SchedulingSection
-from controlplane.errors import ConfigError
 from controlplane.scheduling.policies import BASELINE_POLICIES, policy_profile
 from controlplane.scheduling.registry import build_framework
+from flotilla.errors import ConfigError
 from tests.controlplane.scheduling.helpers import REQ, view
 
 # after the healthy filter the candidates are a, b, d (in that order)

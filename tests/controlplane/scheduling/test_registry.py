@@ -3,7 +3,6 @@ import random
 import pytest
 
 from controlplane.config import FlotillaConfig, ProfileConfig
-from controlplane.errors import ConfigError
 from controlplane.scheduling.plugins.free_kv import FreeKVScorer
 from controlplane.scheduling.plugins.healthy import HealthyFilter
 from controlplane.scheduling.plugins.infaas import InfaasScorer
@@ -14,6 +13,7 @@ from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
 from controlplane.scheduling.plugins.random_picker import RandomPicker
 from controlplane.scheduling.plugins.round_robin import RoundRobinPicker
 from controlplane.scheduling.registry import build_framework, build_profile
+from flotilla.errors import ConfigError
 from tests.controlplane.scheduling.helpers import REQ, view
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from controlplane.errors import ConfigError
+from flotilla.errors import ConfigError
 from instances.latency import Coefficients, DistServeModel, ProfileRow, StepShape, fit
 
 MODEL = DistServeModel(Coefficients(1e-3, 2e-5, 3e-8), Coefficients(4e-3, 5e-7, 6e-5), source="by hand")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from controlplane.errors import ConfigError
+from flotilla.errors import ConfigError
 from instances.latency import gpu_spec, kv_capacity_blocks, model_spec
 
 

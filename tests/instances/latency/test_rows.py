@@ -2,7 +2,7 @@
 
 import pytest
 
-from controlplane.errors import ConfigError
+from flotilla.errors import ConfigError
 from instances.latency import ProfileRow, StepShape, read_rows, write_rows
 from instances.latency.rows import COLUMNS
 

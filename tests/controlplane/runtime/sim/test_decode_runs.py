@@ -9,7 +9,6 @@ from dataclasses import fields, replace
 
 import pytest
 
-from benchmarks.workload import WorkloadSpec, build_workload
 from controlplane.config import ProfileConfig
 from controlplane.runtime.local import view_of
 from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
@@ -17,6 +16,7 @@ from controlplane.runtime.sim.host import WorkClock
 from controlplane.runtime.sim.views import DecodeRunView
 from controlplane.scheduling.policies import policy_profile
 from controlplane.scheduling.types import InstanceView
+from controlplane.workload import WorkloadSpec, build_workload
 from instances.engine.config import EngineConfig
 from instances.latency.distserve import Coefficients, DistServeModel
 from tests.instances.test_decode_run import TOKEN, engine, request

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.workload import TraceRequest
 from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
 from controlplane.runtime.sim.host import HostModel, WorkClock
+from controlplane.workload import TraceRequest
 from tests.controlplane.runtime.sim.test_simulation import (
     ENGINE,
     LATENCY,

@@ -7,12 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from benchmarks.workload import TraceRequest, WorkloadSpec, build_workload
 from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
 from controlplane.runtime.sim.migration import MigrationModel
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
 from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.policies import policy_profile
+from controlplane.workload import TraceRequest, WorkloadSpec, build_workload
 from instances.engine.config import EngineConfig
 from instances.latency.distserve import Coefficients, DistServeModel
 

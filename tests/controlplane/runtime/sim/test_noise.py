@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from benchmarks.workload import TraceRequest
 from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
 from controlplane.runtime.sim.host import HostModel
 from controlplane.runtime.sim.noise import IDLE_GAP_S, NoisePlayer, StepNoise
+from controlplane.workload import TraceRequest
 from instances.step_trace import StepRecord
 from tests.controlplane.runtime.sim.test_simulation import ENGINE, LATENCY, ROUND_ROBIN, azure_slice
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmarks.workload.request import TraceRequest
+from controlplane.workload.request import TraceRequest
 
 
 def arrival_times(n: int, rate: float, cv: float, rng: np.random.Generator) -> np.ndarray:

@@ -54,11 +54,11 @@ def _busy(model: str, threads: int, grid: object, seed: int, ready: object, stop
     """A helper's body: step the grid's shapes in a shuffled order until `stop` is set."""
     import torch
 
-    from instances.latency.profile import _Profiler
     from instances.models.loader import load_model
+    from instances.profiling.steps import StepTimer
 
     torch.set_num_threads(threads)
-    profiler = _Profiler(load_model(model), 0, 1)
+    profiler = StepTimer(load_model(model), 0, 1)
     points = grid.points()  # type: ignore[attr-defined]
     rng = random.Random(seed)
     ready.set()  # type: ignore[attr-defined]

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.workload.arrivals import with_arrivals
-from benchmarks.workload.classes import with_high_priority, with_offline
-from benchmarks.workload.request import TraceRequest
-from benchmarks.workload.sources import load_trace
-from benchmarks.workload.tokens import DEFAULT_VOCAB, check_vocab
-from benchmarks.workload.transforms import check_cap, check_factor, cycle, head, scale_lengths, scale_rate
+from controlplane.workload.arrivals import with_arrivals
+from controlplane.workload.classes import with_high_priority, with_offline
+from controlplane.workload.request import TraceRequest
+from controlplane.workload.sources import load_trace
+from controlplane.workload.tokens import DEFAULT_VOCAB, check_vocab
+from controlplane.workload.transforms import check_cap, check_factor, cycle, head, scale_lengths, scale_rate
 
 ARRIVALS = ("poisson", "gamma")
 
@@ -35,7 +35,7 @@ class WorkloadSpec:
     divided by `rate_scale`, and lengths are multiplied by
     `length_scale` and clamped to [1, `max_input_len`] / [1, `max_output_len`].
     `seed` drives arrivals and prompt token ids; `vocab` is the prompt id range [lo, hi).
-    Classes (`benchmarks.workload.classes`), last: each request is HIGH priority with probability
+    Classes (`controlplane.workload.classes`), last: each request is HIGH priority with probability
     `high_priority_fraction`, and OFFLINE requests arrive beside them at `offline_rate` per second.
     Raises ValueError from the constructor on an inconsistent or out-of-range field, so building a
     valid spec can only fail on the trace file itself.

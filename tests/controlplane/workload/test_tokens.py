@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.workload import (
+from controlplane.workload import (
     TraceRequest,
     hash_block_token_ids,
     prefix_token_ids,

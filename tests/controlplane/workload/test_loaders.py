@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.workload import (
+from controlplane.workload import (
     TRACE_FILES,
     TraceRequest,
     load_azure_csv,
@@ -151,7 +151,7 @@ def test_named_traces_resolve_in_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_default_data_dir_is_the_shared_directory_next_to_the_repo() -> None:
-    repo_root = Path(__file__).resolve().parents[2]
+    repo_root = Path(__file__).resolve().parents[3]
     expected = repo_root.parent / "shared" / "data" / TRACE_FILES["azure-conv"]
     if expected.is_file():
         assert resolve_trace("azure-conv") == expected

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.workload.loaders import Trace, load_trace_file
+from controlplane.workload.loaders import Trace, load_trace_file
 
 TRACE_FILES: dict[str, str] = {
     "azure-conv": "azure_llm_2023_conv.csv",
@@ -22,7 +22,7 @@ Divide a target rate by it to get the `rate_scale` that replays the trace at tha
 
 
 def shared_data_dir() -> Path:
-    """`<repo root>/../shared/data`, where the repo root holds the `benchmarks` package."""
+    """`<repo root>/../shared/data`, where the repo root holds the `controlplane` package."""
     return Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 

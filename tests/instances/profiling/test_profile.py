@@ -8,9 +8,9 @@ import pytest
 
 from controlplane.cli import main
 from instances.latency import DistServeModel, StepShape, read_rows
-from instances.latency.colocate import colocated_load
-from instances.latency.profile import QUICK_GRID
 from instances.latency.rows import COLUMNS
+from instances.profiling.colocate import colocated_load
+from instances.profiling.profile import QUICK_GRID
 
 
 def test_quick_profile_measures_the_grid_and_fits_its_own_rows(tmp_path, capsys):

@@ -19,7 +19,7 @@ class TraceRequest:
     when present, names the request's prompt blocks, exactly `ceil(prompt_len / block_tokens)` of
     them: block `i` covers prompt tokens `[i * block_tokens, (i + 1) * block_tokens)` (the last one
     truncated to `prompt_len`), and equal ids mean equal token blocks (see
-    `benchmarks.workload.tokens`). Without `hash_ids` the prompt is random tokens. `priority` is
+    `controlplane.workload.tokens`). Without `hash_ids` the prompt is random tokens. `priority` is
     its class (`instances.types.Priority`: HIGH, NORMAL, LOW, OFFLINE).
 
     Raises ValueError from the constructor when a field is out of range.

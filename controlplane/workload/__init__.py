@@ -1,11 +1,12 @@
-"""Workloads for benchmarks: trace loaders, arrival processes, transforms and prompt token ids.
+"""The workload model: trace loaders, arrival processes, transforms and prompt token ids.
 
-`build_workload(WorkloadSpec(...))` is the usual entry point; the pieces are exported for callers
-that compose their own workloads (the simulator, engine benchmarks).
+Product code: the simulator (`flotilla sim`) replays these workloads, and the benchmarks build
+theirs with them. `build_workload(WorkloadSpec(...))` is the usual entry point; the pieces are
+exported for callers that compose their own workloads (the simulator, engine benchmarks).
 """
 
-from benchmarks.workload.arrivals import arrival_times, with_arrivals
-from benchmarks.workload.loaders import (
+from controlplane.workload.arrivals import arrival_times, with_arrivals
+from controlplane.workload.loaders import (
     Trace,
     TraceFormatError,
     load_azure_csv,
@@ -13,23 +14,23 @@ from benchmarks.workload.loaders import (
     load_mooncake_jsonl,
     load_trace_file,
 )
-from benchmarks.workload.request import MOONCAKE_BLOCK_TOKENS, TraceRequest
-from benchmarks.workload.sources import (
+from controlplane.workload.request import MOONCAKE_BLOCK_TOKENS, TraceRequest
+from controlplane.workload.sources import (
     AZURE_CONV_RATE,
     TRACE_FILES,
     load_trace,
     resolve_trace,
     shared_data_dir,
 )
-from benchmarks.workload.spec import WorkloadSpec, build_workload
-from benchmarks.workload.tokens import (
+from controlplane.workload.spec import WorkloadSpec, build_workload
+from controlplane.workload.tokens import (
     DEFAULT_VOCAB,
     hash_block_token_ids,
     prefix_token_ids,
     prompt_token_ids,
     random_token_ids,
 )
-from benchmarks.workload.transforms import cycle, head, scale_lengths, scale_rate
+from controlplane.workload.transforms import cycle, head, scale_lengths, scale_rate
 
 __all__ = [
     "AZURE_CONV_RATE",

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.workload import TraceRequest, arrival_times, with_arrivals
+from controlplane.workload import TraceRequest, arrival_times, with_arrivals
 
 
 def gaps(times: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmarks.workload.request import TraceRequest
+from controlplane.workload.request import TraceRequest
 from instances.types import Priority
 
 

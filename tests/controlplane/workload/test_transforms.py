@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.workload import (
+from controlplane.workload import (
     TRACE_FILES,
     TraceRequest,
     WorkloadSpec,

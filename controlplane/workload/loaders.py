@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from benchmarks.workload.request import TraceRequest
+from controlplane.workload.request import TraceRequest
 
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 SHAREGPT_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
@@ -72,7 +72,7 @@ def load_length_csv(path: Path, columns: tuple[str, str] = SHAREGPT_COLUMNS) -> 
     """Load a length-only CSV (ShareGPT: `num_prefill_tokens, num_decode_tokens`).
 
     `columns` names the prompt-length and output-length columns; other columns are ignored.
-    All arrivals are 0: pair the result with `benchmarks.workload.arrivals.with_arrivals`.
+    All arrivals are 0: pair the result with `controlplane.workload.arrivals.with_arrivals`.
     """
     prompt_col, output_col = columns
     requests = [

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmarks.workload.request import TraceRequest, blocks_for
+from controlplane.workload.request import TraceRequest, blocks_for
 
 DEFAULT_VOCAB: tuple[int, int] = (10, 200)
 

@@ -15,7 +15,7 @@ import math
 
 import pytest
 
-from benchmarks.serving_metrics import SLO, LatencyStats, RequestTimeline, compute_metrics
+from controlplane.observability.serving_metrics import SLO, LatencyStats, RequestTimeline, compute_metrics
 
 R1 = RequestTimeline(10, 4, 0.0, (0.25, 0.5, 0.75, 1.0), True)
 R2 = RequestTimeline(20, 3, 0.5, (1.0, 2.0), True)

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from benchmarks.workload.request import TraceRequest, blocks_for
+from controlplane.workload.request import TraceRequest, blocks_for
 
 
 def head(requests: Sequence[TraceRequest], limit: int) -> list[TraceRequest]:
