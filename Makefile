@@ -1,6 +1,7 @@
 # The two commands the README opens with:
 #   make serve   install, start a local cluster serving SmolLM2-135M-Instruct, ask it one question, keep serving
-#   make test    install what the tests need (Redis and etcd servers, test dependencies), run the whole suite
+#   make test    install what the tests need (Redis and etcd servers, test dependencies), check the import
+#                contracts (pyproject.toml), run the whole suite
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -33,6 +34,7 @@ services:
 	fi
 
 test: $(DEPS) services
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
 
 # Benchmarks (figures and commands in docs/benchmarks.md)

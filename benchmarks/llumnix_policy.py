@@ -8,7 +8,7 @@ Setting (Llumnix's evaluation setting, as `benchmarks/policies.py`): 16 simulate
 instances serving Llama-2-7B, roofline step times, vLLM-default engine sizes. Two workloads:
 `sharegpt-gamma4` (ShareGPT lengths, Gamma arrivals of CV 4) and `azure-conv` (the Azure LLM
 conversation trace, its arrivals compressed to the target mean rate). Migration: the default
-`LlumnixMigrationSettings`, a 50 ms controller tick, 10 GB/s KV copies, 5 ms fixed overhead.
+`LlumnixSettings`, at most 1 migration in flight per instance, a 50 ms controller tick, 10 GB/s KV copies, 5 ms fixed overhead.
 
 1. Load: round-robin's P99 / P50 TTFT at each rate of `--scan`; the experiments run at `--rate`
    (the issue asks for a load where that ratio is over 10).

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from controlplane.runtime.sim.experiment import Experiment, Outcome
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
+from controlplane.scheduling.plugins.llumnix import LlumnixSettings
 from controlplane.workload import WorkloadSpec
 from instances.types import Priority
 
@@ -39,8 +39,7 @@ Runner = Callable[[Experiment, str], Outcome]
 def with_headroom_fraction(exp: Experiment, fraction: float) -> Experiment:
     """`exp` with `fraction` of the blocks reserved per HIGH request, in the scorer and the
     migration policy alike."""
-    return replace(exp, migration_policy=LlumnixMigrationPolicy(LlumnixMigrationSettings(headroom_fraction=fraction)),
-                   scorer_options={"llumnix": {"headroom_fraction": fraction}})
+    return replace(exp, plugins={"llumnix": LlumnixSettings(headroom_fraction=fraction)})
 
 
 def experiments(spec: WorkloadSpec, high_fraction: float, headroom_fraction: float,

@@ -95,3 +95,11 @@ def step_slowdown(steps: Sequence[StepRecord], base: tuple[float, float], during
     ends = [s.end_s for s in steps]
     b, d = per_token(ends, *base), per_token(ends, *during)
     return d / b if b and d else None
+
+
+def median_step(steps: Sequence[StepRecord], t0: float, t1: float) -> float | None:
+    """Median interval between the ends of consecutive steps that both end in [t0, t1] (the
+    instance's decode step while it serves its batch); None with fewer than two such steps."""
+    ends = [s.end_s for s in steps if t0 <= s.end_s <= t1]
+    gaps = [b - a for a, b in pairwise(ends)]
+    return statistics.median(gaps) if gaps else None

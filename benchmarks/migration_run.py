@@ -6,13 +6,15 @@ the longest length is capped by the model's positions) runs on instance A while 
 requests decode on A and on B. Once `r` decodes it is migrated A -> B -> A ... `repeats` times.
 Before each migration `r` gets `settle` tokens, then a baseline window of `window` tokens on its
 instance with nothing migrating. Recorded: every token's arrival time at the gateway, both
-instances' step traces, and (through the migrator's clock) when the suspend was sent and the
-commit answered. `benchmarks/migration_analysis.py` turns these into the figures of a row:
+instances' step traces, and (the migrator's clock is `time.perf_counter`, the outcome's
+`suspended_at` and `downtime_s`) when the suspend was sent and the commit answered. `benchmarks/migration_analysis.py` turns these into the figures of a row:
 - `downtime_s`: r in no running batch, source's last step with it to destination's first (traces);
 - `gateway_downtime_s`: r's last token before the suspend to its first from the destination
   (the source's last token travels in the payload and arrives at the commit), minus as many
   normal inter-token times (the median in the baseline window);
 - `stall_s`: the same from r's last token before the migration began (pre-copy stages included);
+- `source_step_s`: the source's median decode step in the baseline window (the interval between
+  the ends of its consecutive steps, from its trace): the target's unit, "at most one step";
 - `source_slowdown` / `destination_slowdown`: per-token time of the instance's other requests (its
   step interval) from the migration's start to the suspend (while the batch still holds r, as in
   the baseline window) over the baseline window's;
@@ -38,13 +40,14 @@ from benchmarks.migration_analysis import (
     last_before,
     loop_blocked,
     median_gap,
+    median_step,
     no_batch_gap,
     per_token,
     step_slowdown,
 )
-from controlplane.controller.migrator import MigrationOutcome
 from controlplane.runtime.ray_cluster import RayCluster
 from controlplane.scheduling.migration import MigrationOrder
+from controlplane.transfer.protocol import TransferOutcome
 from instances.step_trace import read_trace
 from instances.types import EngineRequest, SamplingParams
 
@@ -130,24 +133,12 @@ def target_request(shape: RunShape, length: int, max_model_len: int) -> EngineRe
     return EngineRequest(f"r{length}", _prompt(rng, prompt), _greedy(min(shape.max_output, max_model_len - prompt)))
 
 
-class MarkingClock:
-    """The migrator's clock: it reads it right before the suspend and when the commit answers."""
-
-    def __init__(self) -> None:
-        self.marks: list[float] = []
-
-    def __call__(self) -> float:
-        t = time.perf_counter()
-        self.marks.append(t)
-        return t
-
-
 @dataclass
 class Probe:
-    """What a run watches: the instances' step traces (`None`: no traces) and the migrator's marks."""
+    """What a run watches: the instances' step traces (`None`: no traces); `wall` turns the
+    migrator's clock (`time.perf_counter` during a run) into the traces' wall time."""
 
     traces: dict[str, Path] | None
-    clock: MarkingClock = field(default_factory=MarkingClock)
     wall_offset: float = field(default_factory=lambda: time.time() - time.perf_counter())
 
     def steps(self, iid: str) -> list:
@@ -167,16 +158,16 @@ async def migrate_once(
     await r.wait_for(w0 + 1 + shape.window)
     base = (r.times[w0], r.times[w0 + shape.window])
     tpot = median_gap(r.times, w0, w0 + shape.window)
-    probe.clock.marks.clear()
     t_start = time.perf_counter()
-    outcome: MigrationOutcome = await cluster.migrate(MigrationOrder(r.req.request_id, src, dst, "bench"))
+    outcome: TransferOutcome = await cluster.migrate(MigrationOrder(r.req.request_id, src, dst, "bench"))
     t_end = time.perf_counter()
     row = {"length": length, "repeat": index, "source": src, "destination": dst, "result": outcome.result,
            "detail": outcome.detail, "stages": outcome.stages, "blocks": outcome.blocks, "bytes": outcome.bytes,
            "migrator_downtime_s": outcome.downtime_s, "migration_s": t_end - t_start, "tpot_s": tpot}
-    if not outcome.committed or len(probe.clock.marks) < 2:
+    if not outcome.committed or outcome.suspended_at is None:
         return row
-    t_susp, t_commit = probe.clock.marks[0], probe.clock.marks[1]
+    t_susp = outcome.suspended_at
+    t_commit = t_susp + outcome.downtime_s
     await r.wait_past(t_commit + tpot)
     for o in others[src] + others[dst]:
         await o.wait_past(t_commit)
@@ -195,6 +186,7 @@ async def migrate_once(
         blocked, blocked_total = loop_blocked(s_steps, *wmig)
         row.update(
             downtime_s=no_batch_gap(s_steps, d_steps, w(t_start), len(r.req.prompt_token_ids) // 2),
+            source_step_s=median_step(s_steps, *wbase),
             source_slowdown=step_slowdown(s_steps, wbase, wcopy),
             destination_slowdown=step_slowdown(d_steps, wbase, wcopy),
             source_blocked_s=blocked, source_blocked_total_s=blocked_total,
@@ -216,7 +208,7 @@ async def measure_length(
 ) -> tuple[dict, list[dict]]:
     """Serve r of about `length` tokens and migrate it `shape.repeats` times; (summary, rows)."""
     rng = random.Random(f"o-{shape.seed}-{length}")
-    cluster.migrator.clock = probe.clock
+    cluster.migrator.clock = time.perf_counter
     others = {iid: [start(cluster, Stream(EngineRequest(f"o{length}-{iid}-{k}", _prompt(rng, shape.other_prompt),
                                                         _greedy(shape.other_max_tokens)), iid))
                     for k in range(shape.others)] for iid in ids}
@@ -252,7 +244,8 @@ async def measure_length(
     return summarize(length, prompt, ttft, rows, r.tokens), rows
 
 
-SUMMARY_KEYS = ("seq_tokens", "downtime_s", "gateway_downtime_s", "migrator_downtime_s", "stall_s", "tpot_s",
+SUMMARY_KEYS = ("seq_tokens", "downtime_s", "source_step_s", "gateway_downtime_s", "migrator_downtime_s", "stall_s",
+                "tpot_s",
                 "stages", "blocks", "bytes", "migration_s", "source_slowdown", "destination_slowdown",
                 "source_slowdown_gateway", "source_blocked_s", "source_blocked_total_s", "source_blocked_share",
                 "destination_blocked_s")

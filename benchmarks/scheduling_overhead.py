@@ -29,9 +29,9 @@ from operator import attrgetter
 from pathlib import Path
 from typing import NoReturn
 
-from controlplane.config import FlotillaConfig, ProfileConfig
+from controlplane.config import FlotillaConfig
 from controlplane.scheduling.policies import BASELINE_POLICIES
-from controlplane.scheduling.registry import build_framework
+from controlplane.scheduling.registry import ProfileConfig, build_framework
 from controlplane.scheduling.types import InstanceView, RequestView
 
 BASELINE = "sort only (baseline)"

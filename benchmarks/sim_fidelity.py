@@ -75,7 +75,7 @@ from benchmarks.fidelity_report import (
 )
 from benchmarks.loadgen import BenchmarkConfig, BenchmarkResult, run_benchmark
 from benchmarks.serve_process import ServeProcess
-from controlplane.config import FlotillaConfig, ProfileConfig, load_config, parse_overrides
+from controlplane.config import FlotillaConfig, load_config, parse_overrides
 from controlplane.observability.serving_metrics import BenchmarkMetrics, RequestTimeline
 from controlplane.runtime.sim.config import SimConfig
 from controlplane.runtime.sim.host import HostModel
@@ -83,6 +83,7 @@ from controlplane.runtime.sim.loop import Simulation
 from controlplane.runtime.sim.noise import StepNoise
 from controlplane.runtime.sim.results import results, run_metrics
 from controlplane.runtime.sim.workload import SimWorkload
+from controlplane.scheduling.registry import ProfileConfig
 from controlplane.serve import engine_config
 from controlplane.workload import WorkloadSpec, build_workload
 from flotilla.errors import ConfigError

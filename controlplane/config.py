@@ -9,6 +9,8 @@ problem, e.g. `config error in flotilla.yaml: engine.block_size: Input should be
 from __future__ import annotations
 
 import copy
+import dataclasses
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -17,22 +19,40 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    create_model,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationSection
+from controlplane.controller.settings import ControllerSettings
+from controlplane.scheduling.registry import (
+    MIGRATION_POLICIES,
+    PLUGIN_SETTINGS,
+    ProfileConfig,
+    default_profiles,
+)
+from controlplane.transfer.settings import TransferSettings
 from flotilla.errors import ConfigError
-from instances.engine.config import DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
+from instances.engine.config import EngineConfig
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _section_of(cls: type, name: str, exclude: tuple[str, ...] = ()) -> type[_Section]:
+    """A config section with the fields of dataclass `cls` (types with their bounds, defaults and
+    docstring), less `exclude`: the setting stays declared once, in its owner's dataclass."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name], f.default if f.default is not dataclasses.MISSING
+                 else Field(default_factory=f.default_factory))
+        for f in dataclasses.fields(cls) if f.name not in exclude
+    }
+    return create_model(name, __base__=_Section, __doc__=cls.__doc__, **fields)
 
 
 class ModelSection(_Section):
@@ -49,19 +69,15 @@ class ModelSection(_Section):
         return self.served_name or self.name_or_path
 
 
-class EngineSection(_Section):
-    """Per-instance engine sizes; `num_blocks` is the KV pool size in blocks of `block_size` tokens.
-    `high_priority_prefill_tokens`: while a HIGH-priority request runs on an instance, a step
-    computes at most this many prompt tokens, so its decode steps stay short (null: no cap)."""
+EngineSection = _section_of(EngineConfig, "EngineSection", exclude=("max_model_len",))
+"""`engine`: `EngineConfig`'s fields but `max_model_len`, which the server derives from the model
+and `model.max_model_len` (`serve.engine_config`)."""
 
-    block_size: PositiveInt = 16
-    num_blocks: PositiveInt = 2048
-    max_num_batched_tokens: PositiveInt = 512
-    max_num_seqs: PositiveInt = 64
-    high_priority_prefill_tokens: PositiveInt | None = DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS
-    enable_prefix_caching: bool = True
-    seed: int = 0
-    reservation_timeout_s: PositiveFloat = 30.0
+PluginsSection = _section_of(
+    dataclasses.make_dataclass("Plugins", [(name, cls, dataclasses.field(default_factory=cls))
+                                           for name, cls in PLUGIN_SETTINGS.items()]),
+    "PluginsSection")
+"""`plugins`: the settings of every plugin name that has some (`registry.PLUGIN_SETTINGS`)."""
 
 
 class ClusterSection(_Section):
@@ -84,50 +100,11 @@ class GatewaySection(_Section):
     default_profile: str = "default"
 
 
-class ProfileConfig(_Section):
-    """A scheduling profile by plugin names: filters in order, scorer name -> weight, one picker."""
-
-    filters: tuple[str, ...] = ("healthy",)
-    scorers: dict[str, NonNegativeFloat] = Field(default_factory=dict)
-    picker: str = "power_of_two"
-
-
-LLUMNIX_PROFILE = ProfileConfig(filters=("healthy",), scorers={"llumnix": 1.0}, picker="max_score")
-"""Llumnix's dispatch (the freest instance); with `migration.enabled` the whole llumnix policy."""
-
-
-def _default_profiles() -> dict[str, ProfileConfig]:
-    return {
-        "default": ProfileConfig(
-            filters=("healthy",), scorers={"load": 1.0, "free_kv": 0.5}, picker="power_of_two"
-        ),
-        "llumnix": LLUMNIX_PROFILE,
-    }
-
-
 class SchedulingSection(_Section):
     """Named scheduling profiles. Through `load_config` a profile in the file or overrides is
     merged key by key onto a built-in one of the same name (`default`), or added beside it."""
 
-    profiles: dict[str, ProfileConfig] = Field(default_factory=_default_profiles)
-
-
-class MigrationSection(_Section):
-    """Live migration (controlplane/controller/). `enabled` turns on the controller's planning
-    every `interval_s` (load balance, defragmentation, priority isolation: the `llumnix` policy
-    with its thresholds in `llumnix`); drains and operators' migrations work without it (ray
-    runtime). The staged copy ends once a stage sent at most `last_stage_blocks` blocks or after
-    `max_stages`, each stage copied in calls of at most `stage_chunk_blocks` blocks (the source steps
-    between them); `max_in_flight` bounds migrations per instance; `transfer_timeout_s` each call."""
-
-    enabled: bool = False
-    interval_s: PositiveFloat = 0.5
-    last_stage_blocks: NonNegativeInt = 2
-    max_stages: PositiveInt = 4
-    max_in_flight: PositiveInt = 2
-    transfer_timeout_s: PositiveFloat = 10.0
-    stage_chunk_blocks: PositiveInt = 32
-    llumnix: LlumnixMigrationSection = Field(default_factory=LlumnixMigrationSection)
+    profiles: dict[str, ProfileConfig] = Field(default_factory=default_profiles)
 
 
 class FlotillaConfig(_Section):
@@ -138,10 +115,26 @@ class FlotillaConfig(_Section):
     cluster: ClusterSection = Field(default_factory=ClusterSection)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     scheduling: SchedulingSection = Field(default_factory=SchedulingSection)
-    migration: MigrationSection = Field(default_factory=MigrationSection)
+    plugins: PluginsSection = Field(default_factory=PluginsSection)  # type: ignore[valid-type]
+    controller: ControllerSettings = Field(default_factory=ControllerSettings)
+    migration: TransferSettings = Field(default_factory=TransferSettings)
+
+    def plugin_settings(self) -> dict[str, Any]:
+        """`plugins` as the registry takes it: plugin name -> its settings object."""
+        return {name: getattr(self.plugins, name) for name in PLUGIN_SETTINGS}
+
+    def engine_settings(self, max_model_len: int) -> EngineConfig:
+        """The `engine` section as the engine's own settings, with the context length decided."""
+        return EngineConfig(**self.engine.model_dump(), max_model_len=max_model_len)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> FlotillaConfig:
+        if self.controller.migration_policy not in MIGRATION_POLICIES:
+            raise PydanticCustomError(
+                "unknown_policy",
+                "controller.migration_policy: '{name}' is not a migration policy (known: {known})",
+                {"name": self.controller.migration_policy, "known": ", ".join(sorted(MIGRATION_POLICIES))},
+            )
         if self.gateway.default_profile not in self.scheduling.profiles:
             raise PydanticCustomError(
                 "unknown_profile",
@@ -159,12 +152,24 @@ class FlotillaConfig(_Section):
         return self
 
 
+MOVED_KEYS = {
+    "migration.enabled": "controller.migration_policy (none or llumnix)",
+    "migration.interval_s": "controller.interval_s",
+    "migration.max_in_flight": "controller.max_in_flight",
+    "migration.llumnix": "plugins.llumnix",
+}
+"""Keys of earlier releases -> where they live now (named in the error for an old key)."""
+
+
 def _format_validation_error(err: ValidationError) -> str:
     """One line: the first problem as `dotted.path: message`, and how many more there are."""
     problems = err.errors()
     first = problems[0]
     path = ".".join(str(part) for part in first["loc"])
-    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        message = f"unknown key; it is now {MOVED_KEYS[path]}" if path in MOVED_KEYS else "unknown key"
+    else:
+        message = first["msg"]
     line = f"{path}: {message}" if path else message
     if len(problems) > 1:
         line += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"

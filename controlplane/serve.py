@@ -12,13 +12,10 @@ import uvicorn
 from controlplane.api.app import create_app
 from controlplane.config import FlotillaConfig
 from controlplane.controller.controller import Controller
-from controlplane.controller.migrator import MigrationSettings
 from controlplane.observability.metrics import Metrics
-from controlplane.runtime.base import Cluster
 from controlplane.runtime.local import LocalCluster
 from controlplane.runtime.ray_cluster import RayCluster
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
-from controlplane.scheduling.registry import build_framework
+from controlplane.scheduling.registry import build_framework, build_migration_policy
 from flotilla.errors import ConfigError, FlotillaError
 from instances.config import ModelConfig
 from instances.engine.config import EngineConfig
@@ -43,37 +40,34 @@ def engine_config(config: FlotillaConfig, model: ModelConfig) -> EngineConfig:
                 f"{model.max_position_embeddings} positions"
             )
         limit = min(limit, config.model.max_model_len)
-    return EngineConfig(**e.model_dump(), max_model_len=limit)
+    return config.engine_settings(limit)
 
 
-async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> Cluster:
+async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> RayCluster | LocalCluster:
     """Start `cluster.instances` replicas on the configured runtime."""
     n, spec = config.cluster.instances, config.model.name_or_path
     trace_dir = config.cluster.step_trace_dir
+    max_in_flight = config.controller.max_in_flight
     if config.cluster.runtime == "local":
-        return await LocalCluster.create(spec, n, engine, dtype=config.model.dtype, step_trace_dir=trace_dir)
+        return await LocalCluster.create(spec, n, engine, dtype=config.model.dtype, step_trace_dir=trace_dir,
+                                         transfer=config.migration, max_in_flight=max_in_flight)
     specs = [
         ReplicaSpec(instance_id=f"instance-{i}", model=spec, engine=engine, dtype=config.model.dtype,
                     torch_threads=max(1, int(config.cluster.num_cpus_per_instance)),
                     step_trace=trace_path(trace_dir, f"instance-{i}"))
         for i in range(n)
     ]
-    m = config.migration
-    settings = MigrationSettings(m.last_stage_blocks, m.max_stages, m.max_in_flight, m.transfer_timeout_s,
-                                 m.stage_chunk_blocks)
     return await RayCluster.start(
         specs, num_cpus_per_instance=config.cluster.num_cpus_per_instance, address=config.cluster.ray_address,
-        migration=settings,
+        transfer=config.migration, max_in_flight=max_in_flight,
     )
 
 
-def build_controller(config: FlotillaConfig, cluster: Cluster) -> Controller | None:
-    """The migration controller over `cluster` (None on the in-process runtime, which cannot migrate)."""
-    if not isinstance(cluster, RayCluster):
-        return None
-    m = config.migration
-    policy = LlumnixMigrationPolicy(m.llumnix.settings(m.max_in_flight))
-    return Controller(cluster, policy, interval_s=m.interval_s, plan_load=m.enabled)
+def build_controller(config: FlotillaConfig, cluster: RayCluster | LocalCluster) -> Controller:
+    """The controller over `cluster`, planning with the configured migration policy."""
+    c = config.controller
+    policy = build_migration_policy(c.migration_policy, config.plugin_settings(), c.max_in_flight)
+    return Controller(cluster, policy, interval_s=c.interval_s)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -110,18 +104,16 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
     cluster = await start_cluster(config, engine)
     controller = build_controller(config, cluster)
     metrics = Metrics()
-    if isinstance(cluster, RayCluster):
-        cluster.observers.append(metrics)
+    cluster.observers.append(metrics)
     name = config.model.served_model_name
     app = create_app(
         cluster=cluster, tokenizer=frontend.tokenizer, model_name=name, max_model_len=engine.max_model_len,
-        framework=build_framework(config.scheduling.profiles, config.migration.llumnix.scorer_options()),
+        framework=build_framework(config.scheduling.profiles, config.plugin_settings()),
         profile=config.gateway.default_profile, metrics=metrics, controller=controller,
-        llumnix=config.migration.llumnix,
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    ticking = asyncio.create_task(controller.run()) if controller is not None else None
+    ticking = asyncio.create_task(controller.run())
     try:
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
@@ -132,6 +124,5 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
             print(await ask_once(base, name, ask), flush=True)
         await serving
     finally:
-        if ticking is not None:
-            ticking.cancel()
+        ticking.cancel()
         await cluster.close()

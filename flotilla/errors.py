@@ -81,3 +81,20 @@ class MigrationBusy(FlotillaError):
 
     status_code = 409
     error_type = "conflict_error"
+
+
+class TransferRefused(FlotillaError):
+    """An engine refuses a transfer verb (a migration's or a handoff's); the request stays where it
+    was. `reason` is one word a policy can count: on the source `finished` (the request is not
+    there: it ended) or `preempted`; on the destination `draining`, `no_room`, `full`, `duplicate`,
+    `too_long`, `wrong_model` or `expired` (no reservation for it: the watchdog freed it)."""
+
+    status_code = 409
+    error_type = "conflict_error"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[TransferRefused], tuple[str, str]]:
+        return type(self), (self.reason, self.message)  # pickles (through Ray) with both fields

@@ -12,9 +12,10 @@ during a step is answered after it.
   per engine step and gateway) or after `timeout_s` with none. The stats snapshot rides along, so the
   gateway's view of this instance is pushed with the tokens instead of being polled.
 
-Migration verbs (driven by the controller, `controlplane/controller/migrator.py`; each runs between
-two steps): `migration_candidates`, `export_stage` / `suspend` / `resume` / `release_migrated` on
-the source, `reserve` / `import_stage` / `commit` / `abandon` on the destination, `set_draining`.
+Transfer verbs (driven by the controller's migrator through `controlplane/transfer/driver.py`;
+each runs between two steps): `migration_candidates`, `describe`, `export_stage` / `suspend` /
+`resume` / `release_migrated` on the source, `reserve` / `import_stage` / `hold` / `commit` /
+`abandon` on the destination, `set_draining`.
 Pages and payloads are return values, so Ray's object store carries them from source to
 destination without passing through the controller. `suspend` takes the request's chunks not yet
 polled by its gateway out of the outbox: they travel in the payload and leave the destination
@@ -106,7 +107,7 @@ class InstanceActor:
         return await self._step_loop().call(lambda r: r.engine.migration_candidates())
 
     async def describe(self, request_id: str) -> MigrationCandidate:
-        """The request as a migration candidate (MigrationRefused `unknown` if not here)."""
+        """The request as a migration candidate (TransferRefused `finished` if not here)."""
         return await self._step_loop().call(lambda r: r.describe(request_id))
 
     async def export_stage(self, request_id: str, first_block: int, max_blocks: int | None = None) -> KVPages:
@@ -142,9 +143,17 @@ class InstanceActor:
     async def import_stage(self, pages: KVPages) -> StageAck:
         return await self._step_loop().call(lambda r: r.import_stage(pages))
 
+    async def hold(self, request_id: str, seconds: float) -> None:
+        """Start no step until `request_id` is committed or abandoned here, or `seconds` pass."""
+        await self._step_loop().hold(request_id, seconds)
+
     async def commit(self, payload: MigrationPayload) -> StageAck | None:
         rid = payload.state.request.request_id
-        ack = await self._step_loop().call(lambda r: r.commit(payload))
+        loop = self._step_loop()
+        try:
+            ack = await loop.call(lambda r: r.commit(payload))
+        finally:
+            loop.unhold(rid)
         if payload.owner:
             self._owner[rid] = payload.owner
             self._route(payload.chunks)
@@ -154,7 +163,9 @@ class InstanceActor:
         """Undo this destination's part of a failed migration: free the reservation, or drop the
         request silently if a commit went through after all (the source resumes it)."""
         self._owner.pop(request_id, None)
-        await self._step_loop().call(lambda r: r.cancel_reservation(request_id) or r.abort(request_id))
+        loop = self._step_loop()
+        loop.unhold(request_id)
+        await loop.call(lambda r: r.cancel_reservation(request_id) or r.abort(request_id))
 
     async def set_draining(self, draining: bool) -> InstanceStats:
         await self._step_loop().call(lambda r: r.engine.set_draining(draining))

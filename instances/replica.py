@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 
 import torch
 
+from flotilla.errors import TransferRefused
 from instances.engine.config import EngineConfig
 from instances.engine.engine import Engine
 from instances.engine.executor import ModelRunner
-from instances.engine.migration import MigrationRefused, SequenceState
+from instances.engine.migration import SequenceState
 from instances.engine.output import OutputProcessor
-from instances.engine.sequence import Sequence, SequenceStatus
 from instances.kv_transfer import KVPages, export_pages, import_pages
 from instances.models.loader import LoadedModel, load_model
 from instances.step_trace import StepTrace
-from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate
+from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate, RequestBlocks
 
 
 @dataclass
@@ -38,15 +38,20 @@ class MigrationPayload:
 @dataclass(frozen=True)
 class StageAck:
     """A destination's answer to one copy: pages `first_block .. first_block + num_pages - 1` are
-    in place; `remaining` more blocks held K/V on the source (a stage copied in chunks goes on from
-    `first_block + num_pages`); `full_blocks` leading blocks were full on the source (the next
-    stage starts there, re-sending a part-full last block); `nbytes` of pages were moved."""
+    in place; the source held K/V in `source_blocks` blocks when it read them (a stage copied in
+    chunks goes on from `first_block + num_pages` while `remaining` is positive); `full_blocks`
+    leading blocks were full on the source (the next copy starts there, re-sending a part-full
+    last block); `nbytes` of pages were moved."""
 
     first_block: int
     num_pages: int
     full_blocks: int
     nbytes: int
-    remaining: int = 0
+    source_blocks: int
+
+    @property
+    def remaining(self) -> int:
+        return self.source_blocks - self.first_block - self.num_pages
 
 
 @dataclass(frozen=True)
@@ -113,40 +118,42 @@ class Replica:
             raise TypeError("migration needs the torch executor's KV cache")
         return runner.kv_caches
 
-    def _sequence(self, request_id: str) -> Sequence:
-        seq = self.engine.scheduler.requests.get(request_id)
-        if seq is None:
-            raise MigrationRefused("unknown", f"request {request_id!r} is not on this instance (finished?)")
-        return seq
+    def _blocks(self, request_id: str) -> RequestBlocks:
+        info = self.engine.request_blocks(request_id)
+        if info is None:
+            raise TransferRefused("finished", f"request {request_id!r} is not on this instance (finished?)")
+        return info
 
     def describe(self, request_id: str) -> MigrationCandidate:
-        """`request_id` as a migration candidate; MigrationRefused (`unknown`) if not movable here."""
+        """`request_id` as a migration candidate; TransferRefused (`finished`) if not movable here."""
         for cand in self.engine.migration_candidates():
             if cand.request_id == request_id:
                 return cand
-        raise MigrationRefused("unknown", f"request {request_id!r} is not running or queued on this instance")
+        raise TransferRefused("finished", f"request {request_id!r} is not running or queued on this instance")
 
     def export_stage(self, request_id: str, first_block: int, max_blocks: int | None = None) -> KVPages:
         """Source, while the request keeps running: its pages from table position `first_block`
         to the last block holding computed K/V (the last one part full is sent again later), at
         most `max_blocks` of them (the caller asks for the rest in later calls, so the steps of
-        the source's other requests run between the copies)."""
-        seq = self._sequence(request_id)
-        return self._pages(seq, first_block, max_blocks)
+        the source's other requests run between the copies). TransferRefused (`preempted`) once
+        the request went back to the queue."""
+        info = self._blocks(request_id)
+        if info.state == "waiting":
+            raise TransferRefused("preempted", f"request {request_id!r} was preempted on this instance")
+        return self._pages(info, first_block, max_blocks)
 
-    def _pages(self, seq: Sequence, first_block: int, max_blocks: int | None = None) -> KVPages:
+    def _pages(self, info: RequestBlocks, first_block: int, max_blocks: int | None = None) -> KVPages:
         bs = self.engine.config.block_size
-        held = -(-seq.num_computed_tokens // bs) if seq.status is not SequenceStatus.WAITING else 0
+        held = -(-info.num_computed_tokens // bs)
         end = held if max_blocks is None else min(held, first_block + max_blocks)
-        ids = seq.block_ids[first_block:end]
-        return export_pages(self._kv_caches, ids, seq.request_id, first_block, seq.num_computed_tokens, held)
+        ids = info.block_ids[first_block:end]
+        return export_pages(self._kv_caches, ids, info.request_id, first_block, info.num_computed_tokens, held)
 
     def suspend(self, request_id: str, first_block: int) -> MigrationPayload:
         """Source, stop-and-copy: take the request out of the batch (keeping its blocks) and
         hand over its state with the pages from `first_block` on. `resume` undoes it."""
-        seq = self._sequence(request_id)
         state = self.engine.suspend(request_id)
-        pages = self._pages(seq, min(first_block, state.num_kv_blocks))
+        pages = self._pages(self._blocks(request_id), min(first_block, state.num_kv_blocks))
         return MigrationPayload(state, pages, self.output.sent_chars(request_id))
 
     def resume(self, request_id: str) -> bool:
@@ -162,7 +169,7 @@ class Replica:
     def reserve(self, request_id: str, model: str, num_tokens: int) -> list[int]:
         """Destination: hold blocks for an incoming request of `model` (refused for another)."""
         if model != self.model:
-            raise MigrationRefused("wrong_model", f"this instance serves {self.model!r}, not {model!r}")
+            raise TransferRefused("wrong_model", f"this instance serves {self.model!r}, not {model!r}")
         return self.engine.reserve(request_id, num_tokens)
 
     def import_stage(self, pages: KVPages) -> StageAck:
@@ -173,14 +180,14 @@ class Replica:
         blocks = self.engine.extend_reservation(pages.request_id, end * bs)
         import_pages(self._kv_caches, blocks[pages.first_block:end], pages)
         return StageAck(pages.first_block, pages.num_pages, pages.num_computed_tokens // bs, pages.nbytes,
-                        pages.source_blocks - end)
+                        pages.source_blocks)
 
     def commit(self, payload: MigrationPayload) -> StageAck | None:
         """Destination: write the last pages and make the request run here, its detokenizer
         rebuilt; it joins the next step. Returns the last stage's ack (None for a queued request)."""
         state = payload.state
         rid = state.request.request_id
-        if state.num_computed_tokens > 0 and rid not in self.engine.migration.reservations:
+        if state.num_computed_tokens > 0 and not self.engine.is_reserved(rid):
             # it was queued when the migration began and started running before the suspend
             self.engine.reserve(rid, state.num_tokens)
         ack = self.import_stage(payload.pages) if state.num_computed_tokens > 0 else None

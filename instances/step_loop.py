@@ -11,7 +11,10 @@ effect anyway. The replica is touched by one thread at a time: `apply` and `step
 
 `call(fn)` runs `fn(replica)` between two steps (at once when no step is running) and returns its
 result: the migration verbs go through it. While a destination holds reservations, the loop wakes
-at least every `engine.reservation_timeout_s` to run the reservation watchdog.
+at least every `engine.reservation_timeout_s` to run the reservation watchdog. `hold(key, s)` keeps
+the loop from starting a step, from the next step boundary, until `unhold(key)` or `s` seconds
+pass (a transfer's destination waiting for the request it is about to commit); calls still run
+meanwhile, at once.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class StepLoop:
         self._wake = asyncio.Event()
         self._stepping = False
         self._calls: list[tuple[Callable[[Replica], object], asyncio.Future]] = []
+        self._holds: dict[str, float] = {}  # key -> the loop time the hold ends
+        self._unheld = asyncio.Event()
         self._pool = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-step")
         self._stats = replica.stats()
 
@@ -77,6 +82,30 @@ class StepLoop:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._calls.append((fn, fut))
         return await fut
+
+    async def hold(self, key: str, seconds: float) -> None:
+        """From the next step boundary, start no step until `unhold(key)` or `seconds` pass;
+        returns once the hold is in place."""
+        loop = asyncio.get_running_loop()
+        await self.call(lambda _: self._holds.__setitem__(key, loop.time() + seconds))
+
+    def unhold(self, key: str) -> None:
+        """End the hold `key` (no-op without one)."""
+        if self._holds.pop(key, None) is not None:
+            self._unheld.set()
+
+    async def _wait_for_holds(self) -> None:
+        """Return once no hold is in place (each ends by `unhold` or at its deadline)."""
+        loop = asyncio.get_running_loop()
+        while self._holds:
+            now = loop.time()
+            for key in [k for k, end in self._holds.items() if end <= now]:
+                del self._holds[key]
+            if not self._holds:
+                return
+            self._unheld.clear()
+            with contextlib.suppress(TimeoutError):  # a deadline passed: the loop above drops it
+                await asyncio.wait_for(self._unheld.wait(), min(self._holds.values()) - now)
 
     def _run_call(self, fn: Callable[[Replica], T]) -> T:
         try:
@@ -116,12 +145,14 @@ class StepLoop:
             while True:
                 if not (self._adds or self._aborts or self.replica.has_work()):
                     self._wake.clear()
-                    if engine.migration.reservations:  # wake for the watchdog
+                    if engine.has_reservations:  # wake for the watchdog
                         with contextlib.suppress(TimeoutError):  # a timeout is the point here
                             await asyncio.wait_for(self._wake.wait(), engine.config.reservation_timeout_s)
                     else:
                         await self._wake.wait()
-                if engine.migration.reservations:
+                if self._holds:
+                    await self._wait_for_holds()
+                if engine.has_reservations:
                     engine.expire_reservations()
                 self._apply()
                 if self.replica.has_work():

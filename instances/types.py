@@ -122,7 +122,11 @@ class StepOutput:
 
 @dataclass(frozen=True)
 class InstanceStats:
-    """Snapshot of an instance, the only thing the control plane reads from it."""
+    """Snapshot of an instance, the only thing the control plane reads from it, and the scheduling
+    framework's view of it (`controlplane.scheduling.types.InstanceView` is this type).
+
+    The instance fills every field but the last two; a gateway adds what it dispatched since the
+    snapshot (`pending_requests`, `pending_tokens`) and marks a dead instance unhealthy."""
 
     instance_id: str
     running: int
@@ -132,13 +136,16 @@ class InstanceStats:
     block_size: int
     tokens_in_flight: int  # prompt + generated tokens of running and waiting requests
     queued_prompt_tokens: int  # prompt tokens not yet computed (waiting and partially prefilled)
-    last_step_time_s: float
-    steps: int
-    preemptions: int
+    last_step_time_s: float = 0.0
+    steps: int = 0
+    preemptions: int = 0
     healthy: bool = True
     draining: bool = False  # refuses new requests and incoming migrations
     head_demand_blocks: int = 0  # blocks the head-of-line queued request needs (0: nothing queued)
     high_priority: int = 0  # requests of priority HIGH running or queued here
+    role: str = "unified"
+    pending_requests: int = 0  # requests a gateway dispatched that the snapshot may not count yet
+    pending_tokens: int = 0  # and their prompt tokens
 
 
 @dataclass
@@ -175,3 +182,27 @@ class MigrationCandidate:
     num_blocks: int
     running: bool
     order: int
+
+
+@dataclass(frozen=True)
+class RequestBlocks:
+    """Where a request stands in an engine and which KV blocks hold it (the engine's boundary object
+    for transfers, as vLLM's `KVCacheBlocks`: callers read it, never the engine's sequences).
+
+    `state` is `waiting` (queued, or preempted back to the queue), `running` or `suspended` (held
+    for a transfer). `block_ids` are its blocks in table order; the first `num_computed_tokens`
+    tokens have K/V in them."""
+
+    request_id: str
+    state: str
+    num_tokens: int
+    num_computed_tokens: int
+    block_ids: tuple[int, ...]
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_ids)

@@ -2,19 +2,20 @@
 
 - `GET /admin/v1/instances`: every instance's id, role, status (`serving`, `draining`, `drained`
   once a draining instance holds nothing, `unhealthy`), running and waiting requests, free and
-  total KV blocks and Llumnix freeness (`plugins/llumnix.py`, migration reading; null when draining).
+  total KV blocks, and what the controller's migration policy exposes about it
+  (`MigrationPolicy.instance_info`; the llumnix policies: `freeness`, null when draining).
 - `POST /admin/v1/instances/{id}/drain`: 202; the instance accepts no new work and the controller
   migrates everything away. 404 for an unknown instance.
 - `POST /admin/v1/requests/{id}/migrate` with `{"to": instance_id}`: carries the migration out and
   answers 200 with its outcome when committed; 404 (unknown request or instance), 409 (already
   moving, instances busy, the destination refused or the request finished first), 504 (a call
   timed out), 502 (an instance failed), each with the outcome's reason in the message.
-Without a controller (the in-process runtime has no migration) the POSTs answer 501.
+Without a controller (an app built over a cluster that cannot migrate) the POSTs answer 501.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -22,25 +23,12 @@ from pydantic import BaseModel, ConfigDict
 
 from controlplane.api.errors import error_body, parse_body
 from controlplane.controller.controller import Controller
-from controlplane.controller.migrator import MigrationOutcome
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationSection
-from controlplane.scheduling.plugins.llumnix import llumnix_freeness
 from controlplane.scheduling.types import InstanceView
+from controlplane.transfer.protocol import TransferOutcome
 
 admin_router = APIRouter(prefix="/admin/v1")
 
-_FAILURE_STATUS = {"refused": 409, "finished": 409, "timeout": 504, "failed": 502}
-
-
-class InstanceInfo(BaseModel):
-    id: str
-    role: str
-    status: str
-    running: int
-    waiting: int
-    free_blocks: int
-    total_blocks: int
-    freeness: float | None
+_FAILURE_STATUS = {"refused": 409, "finished": 409, "preempted": 409, "aborted": 409, "timeout": 504, "failed": 502}
 
 
 class MigrateBody(BaseModel):
@@ -57,11 +45,11 @@ def _status(v: InstanceView) -> str:
     return "serving"
 
 
-def instance_info(v: InstanceView, llumnix: LlumnixMigrationSection) -> InstanceInfo:
-    f = llumnix_freeness(v, llumnix.headroom_blocks, llumnix.headroom_fraction)
-    return InstanceInfo(id=v.instance_id, role=v.role, status=_status(v), running=v.running, waiting=v.waiting,
-                        free_blocks=v.free_blocks, total_blocks=v.total_blocks,
-                        freeness=f if math.isfinite(f) else None)
+def instance_info(v: InstanceView, controller: Controller | None) -> dict[str, object]:
+    """One instance of `GET /admin/v1/instances`: its stats and what the policy exposes."""
+    policy: Mapping[str, object] = {} if controller is None else controller.policy.instance_info(v)
+    return {"id": v.instance_id, "role": v.role, "status": _status(v), "running": v.running, "waiting": v.waiting,
+            "free_blocks": v.free_blocks, "total_blocks": v.total_blocks, **policy}
 
 
 def _controller(request: Request) -> Controller | None:
@@ -77,8 +65,8 @@ def _no_controller() -> JSONResponse:
 @admin_router.get("/instances")
 async def list_instances(request: Request) -> JSONResponse:
     views = sorted(request.app.state.gateway.cluster.views(), key=lambda v: v.instance_id)
-    llumnix = request.app.state.llumnix
-    return JSONResponse({"instances": [instance_info(v, llumnix).model_dump() for v in views]})
+    controller = _controller(request)
+    return JSONResponse({"instances": [instance_info(v, controller) for v in views]})
 
 
 @admin_router.post("/instances/{instance_id}/drain")
@@ -90,7 +78,7 @@ async def drain(instance_id: str, request: Request) -> JSONResponse:
     return JSONResponse({"id": instance_id, "status": "draining"}, status_code=202)
 
 
-def outcome_body(outcome: MigrationOutcome) -> dict[str, object]:
+def outcome_body(outcome: TransferOutcome) -> dict[str, object]:
     o = outcome.order
     return {"request_id": o.request_id, "from": o.source, "to": o.destination, "result": outcome.result,
             "detail": outcome.detail, "stages": outcome.stages, "blocks": outcome.blocks,
@@ -107,6 +95,6 @@ async def migrate(request_id: str, request: Request) -> JSONResponse:
     if outcome.committed:
         return JSONResponse(outcome_body(outcome))
     status = _FAILURE_STATUS[outcome.result]
-    message = f"migration of {request_id} to {body.to} {outcome.result}: {outcome.detail}; the request " \
-              "continues where it was"
+    message = f"migration of {request_id} to {body.to} {outcome.result}: {outcome.detail or outcome.reason}; " \
+              "the request continues where it was"
     return JSONResponse(error_body(status, "migration_error", message), status_code=status)

@@ -18,7 +18,6 @@ from controlplane.controller.controller import Controller
 from controlplane.observability.metrics import Metrics
 from controlplane.runtime.base import Cluster
 from controlplane.scheduling.framework import SchedulingFramework
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationSection
 
 
 def create_app(
@@ -33,14 +32,13 @@ def create_app(
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.monotonic,
     controller: Controller | None = None,
-    llumnix: LlumnixMigrationSection | None = None,
 ) -> FastAPI:
     """The gateway app serving `model_name` from `cluster`, placing requests with `profile`.
 
     `rng` (default `random.Random(0)`) is the scheduling framework's only source of chance; `clock`
     (monotonic seconds) times requests and decisions. The caller owns `cluster` and closes it.
     `controller` (None: the admin API's drain and migrate answer 501) serves the admin API, whose
-    instance list reports freeness with `llumnix`'s headroom (None: the defaults).
+    instance list adds what its migration policy exposes about each instance.
     Raises ConfigError when `profile` is not one of `framework`'s profiles.
     """
     dispatcher = Dispatcher(
@@ -58,7 +56,6 @@ def create_app(
         created=int(time.time()),
     )
     app.state.controller = controller
-    app.state.llumnix = llumnix or LlumnixMigrationSection()
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(admin_router)

@@ -1,14 +1,13 @@
 """The controller: plans migrations every tick and carries out operators' drain and migrate.
 
-Every `interval_s` it reads the instances' views, asks the instances that matter for their
-movable requests, runs the migration policy (pure: `controlplane/scheduling/migration.py`) and
-starts each order as its own task; an order the migrator cannot start now (`MigrationBusy`) waits
-for a later tick's plan. Instances are asked for candidates only when the plan can use them: every
-instance while periodic planning is on (`plan_load`), else only while some instance drains (the
-policy's drain rule then sees everyone, as it needs destinations' views only).
+Every `interval_s` it reads the instances' views, asks the instances its migration policy names
+(`MigrationPolicy.sources`) for their movable requests, runs the policy (pure:
+`controlplane/scheduling/migration.py`, chosen by name from the registry) and starts each order as
+its own task; an order the migrator cannot start now (`MigrationBusy`) waits for a later tick's
+plan. With no source named, a tick costs no call to any instance.
 
-`drain(instance)` makes the instance refuse new work and lets the ticks move its requests away;
-`migrate(request, to)` is an operator's single migration, carried out at once.
+`drain(instance)` makes the instance refuse new work and lets the ticks move its requests away
+(every policy drains); `migrate(request, to)` is an operator's single migration, carried out at once.
 """
 
 from __future__ import annotations
@@ -18,9 +17,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from controlplane.controller.migrator import MigrationOutcome
 from controlplane.scheduling.migration import MigrationOrder, MigrationPolicy
 from controlplane.scheduling.types import InstanceView
+from controlplane.transfer.protocol import TransferOutcome
 from flotilla.errors import FlotillaError, NotFound
 from instances.types import MigrationCandidate
 
@@ -28,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class MigratingCluster(Protocol):
-    """What the controller needs of a runtime (`RayCluster` implements it)."""
+    """What the controller needs of a runtime (`RayCluster` and `LocalCluster` implement it)."""
 
     def views(self) -> list[InstanceView]: ...
 
@@ -36,7 +35,7 @@ class MigratingCluster(Protocol):
 
     async def migration_candidates(self, instance_ids: list[str]) -> dict[str, list[MigrationCandidate]]: ...
 
-    async def migrate(self, order: MigrationOrder) -> MigrationOutcome: ...
+    async def migrate(self, order: MigrationOrder) -> TransferOutcome: ...
 
     async def set_draining(self, instance_id: str, draining: bool) -> None: ...
 
@@ -48,13 +47,10 @@ class MigratingCluster(Protocol):
 class Controller:
     """Migration planning over one cluster (see the module docstring)."""
 
-    def __init__(
-        self, cluster: MigratingCluster, policy: MigrationPolicy, *, interval_s: float, plan_load: bool,
-    ) -> None:
+    def __init__(self, cluster: MigratingCluster, policy: MigrationPolicy, *, interval_s: float) -> None:
         self.cluster = cluster
         self.policy = policy
         self.interval_s = interval_s
-        self.plan_load = plan_load
         self._tasks: set[asyncio.Task] = set()
 
     async def run(self) -> None:
@@ -73,10 +69,9 @@ class Controller:
     async def tick(self) -> list[MigrationOrder]:
         """Plan once and start the orders; returns them."""
         views = self.cluster.views()
-        draining = any(v.draining and v.healthy for v in views)
-        if not (self.plan_load or draining):
+        ids = self.policy.sources(views)
+        if not ids:
             return []
-        ids = [v.instance_id for v in views if v.healthy and (v.running or v.waiting)]
         candidates = await self.cluster.migration_candidates(ids)
         orders = self.policy.plan(views, candidates, dict(self.cluster.migrations_in_flight()))
         for order in orders:
@@ -99,7 +94,7 @@ class Controller:
         self._view(instance_id)
         await self.cluster.set_draining(instance_id, True)
 
-    async def migrate(self, request_id: str, to: str) -> MigrationOutcome:
+    async def migrate(self, request_id: str, to: str) -> TransferOutcome:
         """Move one request (an operator's order) to instance `to` now."""
         self._view(to)
         order = MigrationOrder(request_id, self.cluster.locate(request_id), to, "admin")

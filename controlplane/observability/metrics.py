@@ -16,7 +16,7 @@ from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
 
 if TYPE_CHECKING:  # only the type is needed here, and the migrator's module imports Ray
-    from controlplane.controller.migrator import MigrationOutcome
+    from controlplane.transfer.protocol import TransferOutcome
 
 # Latency buckets from 1 ms to 10 minutes (request phases span that range on CPU and GPU).
 LATENCY_BUCKETS_S: tuple[float, ...] = (
@@ -167,7 +167,7 @@ class Metrics:
     def migration_started(self, order: MigrationOrder) -> None:
         self.migrations_started_total.labels(reason=order.reason).inc()
 
-    def migration_finished(self, outcome: MigrationOutcome) -> None:
+    def migration_finished(self, outcome: TransferOutcome) -> None:
         if outcome.committed:
             self.migrations_committed_total.labels(reason=outcome.order.reason).inc()
             self.migration_downtime_seconds.observe(outcome.downtime_s)

@@ -7,8 +7,9 @@ Implements `controlplane.runtime.base.Cluster`.
   snapshot together; the view used for scheduling is that pushed snapshot plus what this gateway has
   dispatched since (pending requests and tokens).
 - A dead actor fails the streams it served with `InstanceUnavailable` and is marked unhealthy.
-- Live migration (`migrator`, `controlplane/controller/migrator.py`) moves a request between
-  actors; once committed, its stream expects the rest of its chunks from the destination.
+- Live migration (`migrator`, `controlplane/controller/migrator.py`, over `RayEndpoint`s) moves a
+  request between actors; once committed, its stream expects the rest of its chunks from the
+  destination. The migration verbs are `controller.controller.MigratingCluster`'s.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from dataclasses import dataclass, replace
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from controlplane.controller.migrator import MigrationObserver, MigrationOutcome, MigrationSettings, Migrator
-from controlplane.runtime.local import view_of
+from controlplane.controller.migrator import MigrationObserver, Migrator
+from controlplane.runtime.ray_endpoint import RayEndpoint
 from controlplane.runtime.streams import StreamRouter
 from controlplane.runtime.tasks import cancel_and_wait
 from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
+from controlplane.transfer.protocol import TransferOutcome
+from controlplane.transfer.settings import TransferSettings
 from flotilla.errors import InstanceUnavailable, InvalidRequest, NotFound
 from instances.actor import RemoteInstanceActor
 from instances.replica import ReplicaSpec
@@ -51,7 +54,7 @@ class RayCluster:
 
     def __init__(
         self, instances: dict[str, _Instance], gateway_id: str, owns_ray: bool, model: str,
-        migration: MigrationSettings | None = None,
+        transfer: TransferSettings | None = None, max_in_flight: int = 2,
     ) -> None:
         self.instances = instances
         self.gateway_id = gateway_id
@@ -59,8 +62,10 @@ class RayCluster:
         self.router = StreamRouter()
         self.observers: list[MigrationObserver] = []  # of every migration (metrics, tests)
         self.migrator = Migrator(
-            {iid: inst.handle for iid, inst in instances.items()}, model, migration or MigrationSettings(),
+            {iid: RayEndpoint(iid, inst.handle) for iid, inst in instances.items()}, model,
+            transfer or TransferSettings(), max_in_flight,
             on_commit=lambda order: self.router.moved(order.request_id, order.destination),
+            step_time=lambda iid: self.instances[iid].stats.last_step_time_s,
             observers=self.observers,
         )
         self._outq: dict[str, list[tuple[EngineRequest, asyncio.Future]]] = {}
@@ -70,7 +75,7 @@ class RayCluster:
     @classmethod
     async def start(
         cls, specs: list[ReplicaSpec], *, num_cpus_per_instance: float = 1.0, address: str | None = None,
-        migration: MigrationSettings | None = None,
+        transfer: TransferSettings | None = None, max_in_flight: int = 2,
     ) -> RayCluster:
         """Start Ray (a local one unless `address`), create and start one actor per spec."""
         owns_ray = not ray.is_initialized()
@@ -92,12 +97,13 @@ class RayCluster:
         stats = await asyncio.gather(*(h.start.remote() for h in handles.values()))
         instances = {iid: _Instance(h, st) for (iid, h), st in zip(handles.items(), stats)}
         return cls(instances, gateway_id=f"gw-{uuid.uuid4().hex[:8]}", owns_ray=owns_ray,
-                   model=specs[0].model, migration=migration)
+                   model=specs[0].model, transfer=transfer, max_in_flight=max_in_flight)
 
     # ---- Cluster protocol ---------------------------------------------------------------------
     def views(self) -> list[InstanceView]:
         return [
-            replace(view_of(inst.stats), pending_requests=inst.pending_requests, pending_tokens=inst.pending_tokens)
+            replace(inst.stats, pending_requests=inst.pending_requests, pending_tokens=inst.pending_tokens)
+            if inst.pending_requests else inst.stats
             for inst in self.instances.values()
         ]
 
@@ -152,7 +158,7 @@ class RayCluster:
     def migrations_in_flight(self) -> Mapping[str, int]:
         return self.migrator.in_flight
 
-    async def migrate(self, order: MigrationOrder) -> MigrationOutcome:
+    async def migrate(self, order: MigrationOrder) -> TransferOutcome:
         """Carry out one migration (see `Migrator.migrate`)."""
         return await self.migrator.migrate(order)
 

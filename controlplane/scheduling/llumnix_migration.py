@@ -32,63 +32,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-
-from pydantic import BaseModel, ConfigDict, Field
+from dataclasses import fields
 
 from controlplane.scheduling.migration import MigrationOrder
-from controlplane.scheduling.plugins.llumnix import (
-    DEFAULT_HEADROOM_BLOCKS,
-    DEFAULT_HEADROOM_FRACTION,
-    headroom,
-    llumnix_freeness,
-    validate_headroom,
-)
+from controlplane.scheduling.plugins.llumnix import LlumnixSettings, headroom, llumnix_freeness
 from controlplane.scheduling.types import InstanceView
 from instances.types import MigrationCandidate, Priority
-
-
-@dataclass(frozen=True)
-class LlumnixMigrationSettings:
-    """Thresholds in freeness units (KV blocks per running request) and per-instance limits."""
-
-    source_freeness: float = 16.0  # load: an instance below this gives requests away
-    destination_freeness: float = 16.0  # load, priority, defrag: a destination is above this
-    headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS  # kept free on instances serving HIGH requests
-    headroom_fraction: float = DEFAULT_HEADROOM_FRACTION  # plus this share of the blocks per HIGH request
-    max_in_flight: int = 1  # migrations per instance at once, as source or destination
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.source_freeness) and math.isfinite(self.destination_freeness)):
-            raise ValueError("migration freeness thresholds must be finite numbers")
-        if self.destination_freeness < self.source_freeness:
-            raise ValueError(f"destination_freeness ({self.destination_freeness}) must be >= "
-                             f"source_freeness ({self.source_freeness})")
-        validate_headroom(self.headroom_blocks, self.headroom_fraction)
-        if self.max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, got {self.max_in_flight}")
-
-
-class LlumnixMigrationSection(BaseModel):
-    """The config tree's form of `LlumnixMigrationSettings` (`migration.llumnix`); `settings()`
-    gives the dataclass."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source_freeness: float = Field(default=16.0, allow_inf_nan=False)
-    destination_freeness: float = Field(default=16.0, allow_inf_nan=False)
-    headroom_blocks: int = Field(default=DEFAULT_HEADROOM_BLOCKS, ge=0)
-    headroom_fraction: float = Field(default=DEFAULT_HEADROOM_FRACTION, ge=0.0, le=1.0, allow_inf_nan=False)
-
-    def scorer_options(self) -> dict[str, dict[str, float]]:
-        """The `llumnix` scorer's keyword arguments (`registry.PluginOptions`): the same headroom."""
-        return {"llumnix": {"headroom_blocks": self.headroom_blocks, "headroom_fraction": self.headroom_fraction}}
-
-    def settings(self, max_in_flight: int) -> LlumnixMigrationSettings:
-        """The dataclass, with the in-flight bound the migrations run under (`migration.max_in_flight`,
-        which the migrator enforces too); raises ValueError when destination_freeness < source_freeness."""
-        return LlumnixMigrationSettings(**self.model_dump(), max_in_flight=max_in_flight)
-
 
 _VIEW_FIELDS = tuple(f.name for f in fields(InstanceView))
 
@@ -107,8 +56,10 @@ def request_order(c: MigrationCandidate) -> tuple[int, int, int, str]:
 class _Plan:
     """The orders of one `plan` call and the load they move (views updated as orders are made)."""
 
-    def __init__(self, views: Sequence[InstanceView], in_flight: Mapping[str, int], s: LlumnixMigrationSettings):
+    def __init__(self, views: Sequence[InstanceView], in_flight: Mapping[str, int], s: LlumnixSettings,
+                 max_in_flight: int):
         self.s = s
+        self.max_in_flight = max_in_flight
         self.views = {v.instance_id: v for v in sorted(views, key=lambda v: v.instance_id)}
         self.in_flight = {i: in_flight.get(i, 0) for i in self.views}
         self.orders: list[MigrationOrder] = []
@@ -119,7 +70,7 @@ class _Plan:
         return llumnix_freeness(self.views[instance_id], self.s.headroom_blocks, self.s.headroom_fraction, priority)
 
     def has_budget(self, instance_id: str) -> bool:
-        return self.in_flight[instance_id] < self.s.max_in_flight
+        return self.in_flight[instance_id] < self.max_in_flight
 
     def room(self, v: InstanceView, priority: int) -> float:
         """Blocks a destination can give a newcomer of `priority` without blocking its queue or
@@ -153,11 +104,38 @@ class _Plan:
         return sorted((c for c in cands if c.request_id not in self.moved), key=key)
 
 
-class LlumnixMigrationPolicy:
-    """Plans Llumnix's migrations (see the module docstring); implements `MigrationPolicy`."""
+RULES = ("drain", "priority", "defrag", "load")
+"""Every rule, in the order they claim the in-flight budget."""
 
-    def __init__(self, settings: LlumnixMigrationSettings | None = None) -> None:
-        self.settings = settings or LlumnixMigrationSettings()
+
+class LlumnixMigrationPolicy:
+    """Plans Llumnix's migrations (see the module docstring); implements `MigrationPolicy`.
+
+    `rules` are the rules it runs (all of `RULES` by default; the registry's `none` policy runs the
+    drain rule alone). At most `max_in_flight` migrations touch an instance at once."""
+
+    def __init__(self, settings: LlumnixSettings | None = None, max_in_flight: int = 1,
+                 rules: Sequence[str] = RULES) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        unknown = set(rules) - set(RULES)
+        if unknown:
+            raise ValueError(f"unknown llumnix migration rule(s) {sorted(unknown)} (known: {', '.join(RULES)})")
+        self.settings = settings or LlumnixSettings()
+        self.max_in_flight = max_in_flight
+        self.rules = tuple(r for r in RULES if r in rules)
+
+    def sources(self, views: Sequence[InstanceView]) -> list[str]:
+        """The instances whose candidates `plan` may read: every healthy instance with work, or
+        with the drain rule alone the draining ones."""
+        drain_only = self.rules == ("drain",)
+        return [v.instance_id for v in views
+                if v.healthy and (v.running or v.waiting) and (v.draining or not drain_only)]
+
+    def instance_info(self, view: InstanceView) -> dict[str, float | None]:
+        """What the admin API shows of an instance: its migration freeness (null when draining)."""
+        f = llumnix_freeness(view, self.settings.headroom_blocks, self.settings.headroom_fraction)
+        return {"freeness": f if math.isfinite(f) else None}
 
     def plan(
         self,
@@ -167,14 +145,17 @@ class LlumnixMigrationPolicy:
     ) -> list[MigrationOrder]:
         """The migrations to start now (see `MigrationPolicy.plan`). Reads `candidates` only for
         the instances some rule makes a source."""
-        p = _Plan(views, in_flight, self.settings)
+        p = _Plan(views, in_flight, self.settings, self.max_in_flight)
         live = [i for i, v in p.views.items() if v.healthy]
         self._drain(p, [i for i in live if p.views[i].draining], candidates)
         serving = [i for i in live if not p.views[i].draining]
-        self._priority(p, [i for i in serving if p.views[i].high_priority and p.freeness(i) < 0], candidates)
-        self._defrag(p, [i for i in serving if p.views[i].head_demand_blocks > p.views[i].free_blocks],
-                     candidates)
-        self._load(p, serving, candidates)
+        if "priority" in self.rules:
+            self._priority(p, [i for i in serving if p.views[i].high_priority and p.freeness(i) < 0], candidates)
+        if "defrag" in self.rules:
+            self._defrag(p, [i for i in serving if p.views[i].head_demand_blocks > p.views[i].free_blocks],
+                         candidates)
+        if "load" in self.rules:
+            self._load(p, serving, candidates)
         return p.orders
 
     def _drain(self, p: _Plan, sources: list[str], candidates: Mapping[str, Sequence[MigrationCandidate]]) -> None:

@@ -18,11 +18,15 @@ serving config's `scheduling.profiles`). Every policy drops unhealthy instances 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
 
-from controlplane.config import LLUMNIX_PROFILE, ProfileConfig
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.migration import MigrationPolicy
+from controlplane.scheduling.registry import (
+    LLUMNIX_PROFILE,
+    PluginSettings,
+    ProfileConfig,
+    build_migration_policy,
+)
 from flotilla.errors import ConfigError
 
 BASELINE_POLICIES: dict[str, ProfileConfig] = {
@@ -42,19 +46,21 @@ POLICIES: dict[str, ProfileConfig] = {
     "llumnix": LLUMNIX_PROFILE,
 }
 
-MIGRATION_POLICIES: dict[str, Callable[[], MigrationPolicy]] = {"llumnix": LlumnixMigrationPolicy}
-"""Policy name -> a fresh migration policy with default settings (policies without one: none)."""
+MIGRATION_OF: dict[str, str] = {"llumnix": "llumnix"}
+"""Policy name -> the name of its migration policy in `registry.MIGRATION_POLICIES` (policies that
+only dispatch have none)."""
 
 
 def policy_profile(name: str) -> ProfileConfig:
     """A copy of policy `name`'s dispatch profile; raises ConfigError listing the known policies."""
     try:
-        return POLICIES[name].model_copy(deep=True)
+        return copy.deepcopy(POLICIES[name])
     except KeyError:
         raise ConfigError(f"unknown dispatch policy {name!r} (known: {', '.join(sorted(POLICIES))})") from None
 
 
-def policy_migration(name: str) -> MigrationPolicy | None:
-    """A fresh migration policy of policy `name`, or None when it only dispatches."""
-    factory = MIGRATION_POLICIES.get(name)
-    return None if factory is None else factory()
+def policy_migration(name: str, plugins: PluginSettings | None, max_in_flight: int) -> MigrationPolicy | None:
+    """A fresh migration policy of policy `name` with its plugins' settings and the bound on
+    migrations per instance, or None when it only dispatches."""
+    migration = MIGRATION_OF.get(name)
+    return None if migration is None else build_migration_policy(migration, plugins, max_in_flight)

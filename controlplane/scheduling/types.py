@@ -4,31 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from instances.types import Priority
+from instances.types import InstanceStats, Priority
 
 InstanceId = str
 
 
-@dataclass(frozen=True)
-class InstanceView:
-    """What the scheduler knows of one instance at decision time (from its last stats push)."""
-
-    instance_id: InstanceId
-    healthy: bool
-    running: int
-    waiting: int
-    free_blocks: int
-    total_blocks: int
-    block_size: int
-    tokens_in_flight: int
-    queued_prompt_tokens: int
-    role: str = "unified"
-    draining: bool = False  # refuses new work; migrations move its requests away
-    head_demand_blocks: int = 0  # KV blocks the head-of-line queued request needs (0: none queued)
-    high_priority: int = 0  # HIGH-priority requests running or queued
-    # requests the gateway has dispatched that the instance's last snapshot may not yet count
-    pending_requests: int = 0
-    pending_tokens: int = 0
+InstanceView = InstanceStats
+"""What the scheduler knows of one instance at decision time: its last pushed snapshot
+(`instances.types.InstanceStats`), with the requests the gateway dispatched since."""
 
 
 @dataclass(frozen=True)

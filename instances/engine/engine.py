@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from flotilla.errors import TransferRefused
 from instances.engine.config import EngineConfig
 from instances.engine.decode_run import DecodeRun, advance_decode_run, plan_decode_run
 from instances.engine.executor import Executor
-from instances.engine.migration import MigrationBooks, MigrationRefused, SequenceState
+from instances.engine.migration import MigrationBooks, SequenceState
 from instances.engine.scheduler import LocalScheduler, SampledToken, ScheduledBatch
 from instances.engine.sequence import Sequence, SequenceStatus
 from instances.types import (
@@ -20,6 +21,7 @@ from instances.types import (
     FinishReason,
     InstanceStats,
     MigrationCandidate,
+    RequestBlocks,
     RequestDelta,
     StepOutput,
 )
@@ -127,9 +129,26 @@ class Engine:
         """Destination: the migrated request joins this engine (its K/V already in the reserved
         blocks); its next tokens come out of the next steps, numbered after those it had."""
         if self.migration.draining:
-            raise MigrationRefused("draining", f"instance {self.instance_id} is draining")
+            raise TransferRefused("draining", f"instance {self.instance_id} is draining")
         self._order += 1
         self.migration.commit(state, self._order)
+
+    def request_blocks(self, request_id: str) -> RequestBlocks | None:
+        """Where `request_id` stands here and its blocks (None when it is not here)."""
+        seq = self.scheduler.requests.get(request_id)
+        if seq is None:
+            return None
+        return RequestBlocks(request_id, seq.status.value, seq.num_tokens, seq.num_computed_tokens,
+                             tuple(seq.block_ids))
+
+    def is_reserved(self, request_id: str) -> bool:
+        """Whether blocks are reserved here for an incoming `request_id`."""
+        return request_id in self.migration.reservations
+
+    @property
+    def has_reservations(self) -> bool:
+        """Whether blocks are reserved for incoming requests (the watchdog then has work)."""
+        return bool(self.migration.reservations)
 
     def migration_candidates(self) -> list[MigrationCandidate]:
         """Every request that could move now (running or queued, not already suspended)."""

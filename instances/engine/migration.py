@@ -11,9 +11,9 @@ exactly: tokens, computed count, logprobs and the seeded generator's state. `res
 (running when it holds computed blocks, else waiting), `release` frees it after a commit elsewhere.
 
 Destination side. `reserve` allocates blocks for a request that is not here yet (refusing with
-`MigrationRefused` when draining, full or already holding it); `extend` grows a reservation as the
+`TransferRefused` when draining, full or already holding it); `extend` grows a reservation as the
 source keeps decoding; a reservation not touched for `timeout_s` is freed by `expire` (the
-watchdog). `commit` turns a reservation into a running request, with the state from the source, so
+watchdog). Refusals are `flotilla.errors.TransferRefused` with their reason word. `commit` turns a reservation into a running request, with the state from the source, so
 it joins the next step's batch; a state with no computed tokens (a queued request) joins the
 waiting queue instead and needs no reservation.
 
@@ -28,22 +28,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from flotilla.errors import TransferRefused
 from instances.engine.scheduler import LocalScheduler
 from instances.engine.sequence import Sequence, SequenceStatus
 from instances.types import EngineRequest, SamplingParams, TokenLogprob
-
-
-class MigrationRefused(Exception):
-    """A migration verb cannot be carried out here; `reason` is one word a policy can count
-    (`draining`, `no_room`, `full`, `duplicate`, `unknown`, `too_long`), the message says more."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-    def __reduce__(self) -> tuple[type[MigrationRefused], tuple[str, str]]:
-        return type(self), (self.reason, self.message)  # pickles (through Ray) with both fields
 
 
 @dataclass
@@ -118,7 +106,7 @@ class MigrationBooks:
         s = self.scheduler
         seq = s.requests.get(request_id)
         if seq is None or request_id in self.suspended:
-            raise MigrationRefused("unknown", f"request {request_id!r} is not running or queued here")
+            raise TransferRefused("finished", f"request {request_id!r} is not running or queued here")
         s.detach(seq)
         seq.status = SequenceStatus.SUSPENDED
         self.suspended[request_id] = seq
@@ -155,14 +143,14 @@ class MigrationBooks:
         """Hold blocks for `num_tokens` tokens of a request on its way; returns their ids."""
         s = self.scheduler
         if self.draining:
-            raise MigrationRefused("draining", "this instance is draining and accepts no new work")
+            raise TransferRefused("draining", "this instance is draining and accepts no new work")
         if request_id in s.requests or request_id in self.reservations:
-            raise MigrationRefused("duplicate", f"request {request_id!r} is already here")
+            raise TransferRefused("duplicate", f"request {request_id!r} is already here")
         if num_tokens > s.config.max_model_len:
-            raise MigrationRefused("too_long", f"{num_tokens} tokens exceed this engine's context "
+            raise TransferRefused("too_long", f"{num_tokens} tokens exceed this engine's context "
                                                f"({s.config.max_model_len})")
         if len(s.running) >= s.config.max_num_seqs:
-            raise MigrationRefused("full", f"the running set is full ({s.config.max_num_seqs} requests)")
+            raise TransferRefused("full", f"the running set is full ({s.config.max_num_seqs} requests)")
         holder = Sequence(request_id, [], SamplingParams(), 0.0, 0, (), 0)
         res = Reservation(request_id, holder, now + self.timeout_s)
         self._grow(res, num_tokens)
@@ -173,7 +161,7 @@ class MigrationBooks:
         """Grow a reservation to `num_tokens` tokens (and push its deadline back)."""
         res = self.reservations.get(request_id)
         if res is None:
-            raise MigrationRefused("unknown", f"no reservation for request {request_id!r} (it expired?)")
+            raise TransferRefused("expired", f"no reservation for request {request_id!r} (it expired?)")
         self._grow(res, num_tokens)
         res.deadline = now + self.timeout_s
         return list(res.block_ids)
@@ -181,7 +169,7 @@ class MigrationBooks:
     def _grow(self, res: Reservation, num_tokens: int) -> None:
         if not self.scheduler.blocks.allocate(res.holder, num_tokens):
             needed = -(-num_tokens // self.scheduler.config.block_size) - len(res.block_ids)
-            raise MigrationRefused("no_room", f"{needed} more KV blocks are needed and "
+            raise TransferRefused("no_room", f"{needed} more KV blocks are needed and "
                                               f"{self.scheduler.blocks.num_free_blocks} are free")
 
     def cancel(self, request_id: str) -> bool:
@@ -206,7 +194,7 @@ class MigrationBooks:
         s = self.scheduler
         rid = state.request.request_id
         if rid in s.requests:
-            raise MigrationRefused("duplicate", f"request {rid!r} is already here")
+            raise TransferRefused("duplicate", f"request {rid!r} is already here")
         seq = Sequence.from_request(state.request, order, ())
         seq.eos_token_ids = state.request.eos_token_ids
         seq.output_token_ids = list(state.output_token_ids)
@@ -222,7 +210,7 @@ class MigrationBooks:
             res = self.reservations.get(rid)
             if res is None or len(res.block_ids) < state.num_kv_blocks:
                 have = 0 if res is None else len(res.block_ids)
-                raise MigrationRefused("unknown", f"request {rid!r} needs {state.num_kv_blocks} reserved "
+                raise TransferRefused("expired", f"request {rid!r} needs {state.num_kv_blocks} reserved "
                                                   f"blocks, {have} are reserved")
             del self.reservations[rid]
             seq.block_ids = res.holder.block_ids

@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks.llumnix_priorities import e2e_by_class, experiments, pooled, section
 from controlplane.runtime.sim.experiment import run_experiment
+from controlplane.scheduling.plugins.llumnix import LlumnixSettings
 from controlplane.workload import WorkloadSpec
 from instances.types import Priority
 
@@ -20,10 +21,9 @@ def test_a_seed_runs_the_reference_the_default_and_two_ablations() -> None:
     plain, default, uncapped, fraction = runs.values()
     assert plain.workload.high_priority_fraction == 0 and plain.policy == "llumnix" and plain.instances == 16
     assert default.workload.high_priority_fraction == 0.1 and default.high_priority_prefill_tokens == 128
-    assert default.migration_policy is None and default.scorer_options == {}
+    assert default.plugins == {}
     assert uncapped.high_priority_prefill_tokens is None and uncapped.workload == default.workload
-    assert fraction.migration_policy.settings.headroom_fraction == 0.0
-    assert fraction.scorer_options == {"llumnix": {"headroom_fraction": 0.0}}
+    assert fraction.plugins == {"llumnix": LlumnixSettings(headroom_fraction=0.0)}  # scorer and migration alike
 
 
 def test_pooled_ratios_take_the_p99_over_every_seed() -> None:

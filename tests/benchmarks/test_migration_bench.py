@@ -20,7 +20,7 @@ from benchmarks.migration_analysis import (
     step_slowdown,
 )
 from benchmarks.migration_run import RunShape, target_request
-from controlplane.controller.migrator import MigrationSettings
+from controlplane.transfer.settings import TransferSettings
 from instances.engine.config import EngineConfig
 from instances.models.loader import load_model
 from instances.replica import Replica, ReplicaSpec
@@ -71,7 +71,7 @@ def test_trace_helpers():
 def test_quick_run_on_tiny_llama():
     shape = RunShape(lengths=(128, 256), repeats=2, others=1, other_prompt=16, other_max_tokens=600, lead=32,
                      max_output=200, settle=1, window=3)
-    results = asyncio.run(measure("tiny-llama", shape, MigrationSettings(transfer_timeout_s=20.0),
+    results = asyncio.run(measure("tiny-llama", shape, TransferSettings(transfer_timeout_s=20.0),
                                   max_model_len=MAX_MODEL_LEN))
     rows, lengths = results["migrations"], results["lengths"]
     assert [s["length"] for s in lengths] == [128, 256]
@@ -87,6 +87,6 @@ def test_quick_run_on_tiny_llama():
         assert s["committed"] >= 1 and s["prefill_s"] > 0 and s["downtime_s"] is not None
         req = target_request(shape, s["length"], MAX_MODEL_LEN)
         assert s["tokens"] == unmigrated(req, len(s["tokens"]))  # migrating changed nothing
-    assert set(results["verdicts"]) == {"flat", "below_recompute", "source_slowdown"}
+    assert set(results["verdicts"]) == {"one_step", "flat", "below_recompute", "source_slowdown"}
     assert "| 256 |" in format_table(lengths)
     assert "downtime flat" in format_verdicts(results["verdicts"])

@@ -37,9 +37,9 @@ from benchmarks.sim_fidelity import (
     parse_rates,
     simulate,
 )
-from controlplane.config import ProfileConfig
 from controlplane.observability.serving_metrics import RequestTimeline, compute_metrics
 from controlplane.runtime.sim.host import HostModel
+from controlplane.scheduling.registry import ProfileConfig
 from controlplane.workload import WorkloadSpec
 from instances.engine.config import EngineConfig
 from instances.latency.distserve import Coefficients, DistServeModel

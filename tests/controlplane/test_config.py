@@ -3,8 +3,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controlplane.config import FlotillaConfig, ProfileConfig, load_config, parse_overrides
+from controlplane.config import FlotillaConfig, load_config, parse_overrides
+from controlplane.controller.settings import ControllerSettings
+from controlplane.scheduling.plugins.llumnix import LlumnixSettings
+from controlplane.scheduling.registry import ProfileConfig
+from controlplane.transfer.settings import TransferSettings
 from flotilla.errors import ConfigError
+from instances.engine.config import EngineConfig
 
 
 def _write(tmp_path: Path, text: str) -> str:
@@ -40,7 +45,28 @@ def test_defaults():
         ),
         "llumnix": ProfileConfig(filters=("healthy",), scorers={"llumnix": 1.0}, picker="max_score"),
     }
-    assert (cfg.migration.enabled, cfg.migration.last_stage_blocks, cfg.migration.max_stages) == (False, 2, 4)
+    assert cfg.controller == ControllerSettings(migration_policy="none", interval_s=0.5, max_in_flight=2)
+    assert cfg.migration == TransferSettings(last_stage_blocks=2, max_stages=4, stage_chunk_blocks=32,
+                                             transfer_timeout_s=10.0)
+    assert cfg.plugin_settings() == {"llumnix": LlumnixSettings()}
+
+
+def test_engine_section_is_built_from_the_engine_settings():
+    # one declaration: the section's keys and defaults are EngineConfig's, less max_model_len
+    cfg = load_config(None, {"engine.num_blocks": 64})
+    assert cfg.engine_settings(512) == EngineConfig(num_blocks=64, max_model_len=512)
+    assert FlotillaConfig().engine_settings(2048) == EngineConfig()
+
+
+def test_moved_keys_say_where_they_went():
+    assert _error(None, {"migration.enabled": True}) == (
+        "config error in overrides: migration.enabled: unknown key; it is now controller.migration_policy "
+        "(none or llumnix)")
+    assert _error(None, {"migration.llumnix.headroom_blocks": 1}) == (
+        "config error in overrides: migration.llumnix: unknown key; it is now plugins.llumnix")
+    assert _error(None, {"controller.migration_policy": "spread"}) == (
+        "config error in overrides: controller.migration_policy: 'spread' is not a migration policy "
+        "(known: llumnix, none)")
 
 
 def test_file_then_overrides(tmp_path):

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from flotilla.errors import TransferRefused
 from instances.engine.config import EngineConfig
-from instances.engine.migration import MigrationRefused
 from instances.kv_transfer import CorruptPages
 from instances.models.loader import load_model
 from instances.replica import Replica, ReplicaSpec
@@ -177,29 +177,29 @@ def test_failed_migration_resumes_on_source_and_frees_reservation(loaded):
 def test_refusals(loaded):
     src = replica(loaded, "a")
     dst = replica(loaded, "b", num_blocks=8, max_model_len=32)
-    with pytest.raises(MigrationRefused) as e:
+    with pytest.raises(TransferRefused) as e:
         dst.reserve("x", "other-model", 4)
     assert e.value.reason == "wrong_model"
-    with pytest.raises(MigrationRefused) as e:
+    with pytest.raises(TransferRefused) as e:
         dst.reserve("x", "tiny-llama", 30 * 4)
     assert e.value.reason == "too_long"
     dst.reserve("x", "tiny-llama", 28)  # 7 of 8 blocks
-    with pytest.raises(MigrationRefused) as e:
+    with pytest.raises(TransferRefused) as e:
         dst.reserve("y", "tiny-llama", 8)
     assert e.value.reason == "no_room"
-    with pytest.raises(MigrationRefused) as e:
+    with pytest.raises(TransferRefused) as e:
         dst.reserve("x", "tiny-llama", 4)
     assert e.value.reason == "duplicate"
     assert dst.cancel_reservation("x")
     dst.engine.set_draining(True)
-    with pytest.raises(MigrationRefused) as e:
+    with pytest.raises(TransferRefused) as e:
         dst.reserve("y", "tiny-llama", 4)
     assert e.value.reason == "draining"
     with pytest.raises(ValueError, match="draining"):
         dst.add(requests(1, seed=1)[0])
-    with pytest.raises(MigrationRefused) as e:
+    with pytest.raises(TransferRefused) as e:
         src.suspend("nobody", 0)
-    assert e.value.reason == "unknown"
+    assert e.value.reason == "finished"
     assert dst.engine.stats().free_blocks == 8 and dst.engine.stats().draining
 
 

@@ -18,8 +18,7 @@ from controlplane.config import FlotillaConfig
 from controlplane.controller.controller import Controller
 from controlplane.observability.metrics import Metrics
 from controlplane.runtime.ray_cluster import RayCluster
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
-from controlplane.scheduling.registry import build_framework
+from controlplane.scheduling.registry import build_framework, build_migration_policy
 from instances.engine.config import EngineConfig
 from instances.models.loader import load_frontend
 from instances.replica import ReplicaSpec
@@ -35,7 +34,7 @@ BODY = {"model": "tiny-llama", "prompt": "Migrating a request, token by token", 
 async def served() -> AsyncIterator[tuple[httpx.AsyncClient, RayCluster]]:
     specs = [ReplicaSpec(f"instance-{i}", "tiny-llama", ENGINE) for i in range(2)]
     cluster = await RayCluster.start(specs, num_cpus_per_instance=0.5)
-    controller = Controller(cluster, LlumnixMigrationPolicy(), interval_s=0.05, plan_load=False)
+    controller = Controller(cluster, build_migration_policy("none", {}, 2), interval_s=0.05)
     app = create_app(cluster, load_frontend("tiny-llama").tokenizer, "tiny-llama", ENGINE.max_model_len,
                      build_framework(FlotillaConfig().scheduling.profiles), "default", Metrics(),
                      controller=controller)

@@ -12,10 +12,13 @@ import pytest_asyncio
 import ray
 
 from controlplane.controller.controller import Controller
-from controlplane.controller.migrator import MigrationOutcome, MigrationSettings, Migrator
+from controlplane.controller.migrator import Migrator
 from controlplane.runtime.ray_cluster import RayCluster
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
+from controlplane.runtime.ray_endpoint import RayEndpoint
+from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.migration import MigrationOrder
+from controlplane.transfer.protocol import TransferOutcome
+from controlplane.transfer.settings import TransferSettings
 from flotilla.errors import MigrationBusy
 from instances.engine.config import EngineConfig
 from instances.models.loader import load_model
@@ -47,7 +50,7 @@ class Outcomes(list):
     def migration_started(self, order: MigrationOrder) -> None:
         pass
 
-    def migration_finished(self, outcome: MigrationOutcome) -> None:
+    def migration_finished(self, outcome: TransferOutcome) -> None:
         self.append(outcome)
 
 
@@ -87,7 +90,7 @@ def assert_no_leaks(views: dict, ids: list[str]) -> None:
 async def cluster():
     specs = [ReplicaSpec(instance_id=iid, model="tiny-llama", engine=ENGINE) for iid in IDS]
     c = await RayCluster.start(specs, num_cpus_per_instance=0.5,
-                               migration=MigrationSettings(last_stage_blocks=1, max_stages=4))
+                               transfer=TransferSettings(last_stage_blocks=0, max_stages=4))
     yield c
     await c.close()
 
@@ -95,7 +98,7 @@ async def cluster():
 async def test_random_migrations_keep_outputs_identical(cluster):
     reqs = make_requests(12, seed=1, prefix="m", max_tokens=(150, 300))
     expected = reference(reqs)
-    outcomes: list[MigrationOutcome] = []
+    outcomes: list[TransferOutcome] = []
     rng = random.Random(2)
     tasks = {r.request_id: asyncio.create_task(stream(cluster, IDS[i % 2], r)) for i, r in enumerate(reqs)}
 
@@ -147,8 +150,8 @@ async def test_drain_moves_every_request_off_a_busy_instance(cluster):
     expected = reference(reqs)
     outcomes = Outcomes()
     cluster.observers.append(outcomes)
-    policy = LlumnixMigrationPolicy(LlumnixMigrationSettings(max_in_flight=2))
-    controller = Controller(cluster, policy, interval_s=0.05, plan_load=False)
+    policy = LlumnixMigrationPolicy(max_in_flight=2, rules=("drain",))
+    controller = Controller(cluster, policy, interval_s=0.05)
     ticking = asyncio.create_task(controller.run())
     tasks = [asyncio.create_task(stream(cluster, "instance-0", r)) for r in reqs]
     try:
@@ -165,25 +168,31 @@ async def test_drain_moves_every_request_off_a_busy_instance(cluster):
     assert_no_leaks(await settled_views(cluster), IDS)
 
 
+class SlowImports(RayEndpoint):
+    """A destination whose every page import waits 0.2 s first (a slow link)."""
+
+    async def import_stage(self, pages):
+        await asyncio.sleep(0.2)
+        return await super().import_stage(pages)
+
+
 async def test_destination_killed_mid_copy(cluster):
-    """Last in this module: it kills instance-2. Stages never end on their own here (at most 0
-    pages in the last stage is impossible while the request decodes), so the copy is in progress
-    when the destination dies; the request goes on at its source."""
+    """Last in this module: it kills instance-2. The copy goes one block a call and each import
+    waits 0.2 s, so it is in progress when the destination dies; the request goes on at its source."""
     req = make_requests(1, seed=5, prefix="killed", max_tokens=(400, 401))[0]
     expected = reference([req])
     task = asyncio.create_task(stream(cluster, "instance-0", req))
     while cluster.router.instance_of(req.request_id) is None:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)
-    endless = Migrator(cluster.migrator.handles, "tiny-llama",
-                       MigrationSettings(last_stage_blocks=0, max_stages=10**6, transfer_timeout_s=5.0),
-                       on_commit=lambda o: cluster.router.moved(o.request_id, o.destination),
-                       observers=())
-    migrating = asyncio.create_task(endless.migrate(MigrationOrder(req.request_id, "instance-0", "instance-2", "t")))
-    await asyncio.sleep(0.3)
+    endpoints = {**cluster.migrator.endpoints, "instance-2": SlowImports("instance-2", cluster.instances["instance-2"].handle)}
+    slow = Migrator(endpoints, "tiny-llama", TransferSettings(stage_chunk_blocks=1, transfer_timeout_s=5.0), 2,
+                    on_commit=lambda o: cluster.router.moved(o.request_id, o.destination), step_time=lambda iid: 0.0)
+    migrating = asyncio.create_task(slow.migrate(MigrationOrder(req.request_id, "instance-0", "instance-2", "t")))
+    await asyncio.sleep(0.7)
     assert not migrating.done()
     ray.kill(cluster.instances["instance-2"].handle)
     outcome = await migrating
-    assert outcome.result == "failed" and outcome.stages >= 2, outcome
+    assert (outcome.result, outcome.stages) == ("failed", 0) and "instance-2" in outcome.detail, outcome
     assert await task == expected[req.request_id]
     assert_no_leaks(await settled_views(cluster), IDS[:2])

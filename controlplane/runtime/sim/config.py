@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from controlplane.config import ProfileConfig
 from controlplane.observability.serving_metrics import SLO
 from controlplane.runtime.sim.host import HostModel
 from controlplane.runtime.sim.migration import MigrationModel
 from controlplane.runtime.sim.noise import StepNoise
-from controlplane.scheduling.registry import PluginOptions
+from controlplane.scheduling.registry import PluginSettings, ProfileConfig
 from instances.engine.config import EngineConfig
 from instances.latency.base import LatencyModel
 
@@ -39,7 +38,7 @@ class SimConfig:
 
     `migration` (`migration.MigrationModel`): a controller tick every `interval_s` of virtual time
     runs its migration policy and the simulator carries out the orders; None: no migration, no
-    ticks. `scorer_options`: the profile's scorers' keyword arguments (`registry.PluginOptions`).
+    ticks. `plugins`: the settings of the profile's plugins by name (`registry.PluginSettings`).
     """
 
     instances: int
@@ -57,7 +56,7 @@ class SimConfig:
     noise: StepNoise | None = None
     max_run_steps: int = 256
     migration: MigrationModel | None = None
-    scorer_options: PluginOptions = field(default_factory=dict)
+    plugins: PluginSettings = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.instances < 1:

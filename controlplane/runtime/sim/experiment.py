@@ -21,9 +21,8 @@ from controlplane.runtime.sim.loop import Progress, Simulation
 from controlplane.runtime.sim.migration import MigrationModel
 from controlplane.runtime.sim.results import results
 from controlplane.runtime.sim.workload import SimWorkload
-from controlplane.scheduling.migration import MigrationPolicy
 from controlplane.scheduling.policies import policy_migration, policy_profile
-from controlplane.scheduling.registry import PluginOptions
+from controlplane.scheduling.registry import PluginSettings
 from controlplane.workload import WorkloadSpec, build_workload
 from instances.engine.config import DEFAULT_HIGH_PRIORITY_PREFILL_TOKENS, EngineConfig
 from instances.latency import build_latency_model, gpu_spec, kv_capacity_blocks, model_spec
@@ -49,10 +48,12 @@ class Experiment:
     seed: int = 0
     slo: SLO | None = None
     max_run_steps: int = 256  # see SimConfig: speed only, never the results
-    # migration, for a policy that has one (`policies.MIGRATION_POLICIES`): `migration_policy`
-    # replaces its default-settings policy; the rest are `MigrationModel`'s transfer model
-    migration_policy: MigrationPolicy | None = None
-    scorer_options: PluginOptions = field(default_factory=dict)  # SimConfig.scorer_options
+    # the settings of plugins by name (`registry.PLUGIN_SETTINGS`; absent: defaults), for the
+    # policy's scorers and its migration policy alike (`llumnix`: one headroom for both)
+    plugins: PluginSettings = field(default_factory=dict)
+    # migration, for a policy that has one (`policies.MIGRATION_OF`): at most this many in flight
+    # per instance, a controller tick every interval, and `MigrationModel`'s transfer model
+    migration_max_in_flight: int = 1
     migration_interval_s: float = 0.05
     migration_bandwidth_bytes_s: float = 10e9
     migration_overhead_s: float = 0.005
@@ -97,14 +98,14 @@ def sim_config(exp: Experiment) -> SimConfig:
         slo=exp.slo,
         max_run_steps=exp.max_run_steps,
         migration=migration_model(exp),
-        scorer_options=exp.scorer_options,
+        plugins=exp.plugins,
     )
 
 
 def migration_model(exp: Experiment) -> MigrationModel | None:
     """How `exp`'s policy migrates (None: it only dispatches); blocks are priced with the model's
     KV bytes per token."""
-    policy = exp.migration_policy or policy_migration(exp.policy)
+    policy = policy_migration(exp.policy, exp.plugins, exp.migration_max_in_flight)
     if policy is None:
         return None
     return MigrationModel(

@@ -23,7 +23,6 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from controlplane.runtime.local import view_of
 from controlplane.runtime.sim.host import WorkClock
 from controlplane.runtime.sim.noise import NoisePlayer
 from controlplane.runtime.sim.recorder import Recorder
@@ -95,7 +94,7 @@ class SimInstance:
         self._run: _Run | None = None
         self._step_time = 0.0
         self.busy_s = 0.0  # virtual seconds spent stepping
-        self.view: InstanceView = view_of(self.engine.stats())
+        self.view: InstanceView = self.engine.stats()
 
     @property
     def busy(self) -> bool:
@@ -117,7 +116,7 @@ class SimInstance:
     def refresh(self) -> None:
         """Take a new snapshot for `view` after the engine changed outside a step (call
         `interrupt` before the change)."""
-        self.view = view_of(self.engine.stats())
+        self.view = self.engine.stats()
 
     def start(self, now: float) -> float | None:
         """Start the next work at `now` (the instance is idle); returns the time it ends, or None
@@ -151,12 +150,12 @@ class SimInstance:
         if batch is None:
             raise RuntimeError(f"{self.instance_id}: finish without running work")
         deltas = self.engine.finish_step(batch, self.executor.execute(batch), self._step_time).deltas
-        self.view = view_of(self.engine.stats())
+        self.view = self.engine.stats()
         return deltas
 
     @property
     def preemptions(self) -> int:
-        return self.engine.scheduler.num_preemptions
+        return self.engine.stats().preemptions
 
     @property
     def steps(self) -> int:
@@ -174,7 +173,7 @@ class SimInstance:
 
     def _start_run(self, plan: DecodeRun, now: float) -> float:
         self._run = run = _Run(plan, now, [], [], _FIRST_CHUNK)
-        self.view = DecodeRunView(self.view, plan, run.ends, self.clock)
+        self.view = DecodeRunView(self.view, plan, run.ends, run.durations, self.clock)
         return self._price(run)
 
     def _price(self, run: _Run) -> float:

@@ -87,7 +87,7 @@ class Simulation:
                         config.step_overhead_s, max_run_steps, config.step_overhead_per_seq_s, players[k])
             for k in range(config.instances)
         ]
-        profile = build_profile(config.policy, config.profile, config.scorer_options)
+        profile = build_profile(config.policy, config.profile, config.plugins)
         self.framework = SchedulingFramework({config.policy: profile})
         self.rng = random.Random(config.seed)
         self._index = {inst.instance_id: k for k, inst in enumerate(self.instances)}

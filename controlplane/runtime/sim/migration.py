@@ -1,36 +1,58 @@
 """Live migration in the simulator: a periodic controller tick runs a `MigrationPolicy`, and each
-order is carried out with the real engine verbs on a transfer-time model.
+order is a `Transfer` (`controlplane/transfer/core.py`, the same core the real runtimes drive)
+carried out with the real engine verbs on a transfer-time model.
 
-A running request (it holds KV blocks) moves in stages, as Llumnix migrates:
-1. at the decision: the destination `reserve`s blocks for its tokens (a refusal aborts the
-   migration, counted by its reason), and stage 1 copies the blocks it holds now, taking
-   `blocks x kv_bytes_per_block / bandwidth_bytes_s` while it keeps decoding on the source;
-2. at a stage's end, the blocks it gained meanwhile are copied in the next stage (the reservation
-   `extend`ed to its tokens), until what is left is at most `last_stage_blocks` or `max_stages`
-   stages ran;
-3. then, at the source's next step boundary (verbs run between steps), it is `suspend`ed: its
-   downtime is the last copy (the blocks not copied yet) plus `overhead_s`; the destination
-   `commit`s it and the source `release`s its blocks.
-A queued request holds no KV: it is suspended at the decision and committed `overhead_s` later.
-A request that finished (or was preempted by recompute) during its copy aborts the migration: the
-reservation is cancelled. A commit the destination refuses (it began draining) resumes the request
-on the source. Every verb that touches an instance first cuts its decode run (`SimInstance.interrupt`),
-exactly as an arrival does; the tick reads candidates only of the instances the policy asks about.
+How this driver carries out the core's actions, in virtual time:
+- `Describe`, `Reserve`, `Release` and the undo actions run at once (between the steps'
+  bookkeeping: a decode run in progress is cut first, `SimInstance.interrupt`, as an arrival does).
+- `CopyStage(first)` copies the blocks the request holds now from `first` on; it ends
+  `blocks x kv_bytes_per_block / bandwidth_bytes_s` later, when the pages arrive: the destination's
+  reservation grows to the request's tokens then (a refusal aborts), and the stage reports the
+  blocks the request holds at that moment.
+- `AwaitStep` waits for the end of the source's step in progress (verbs run between steps).
+- `StopAndCopy` suspends the request there and then; the blocks not copied yet move in the
+  downtime, `copy time + overhead_s`, after which the destination commits it. A queued request
+  holds no KV: it is suspended at the decision and committed `overhead_s` later.
+The tick reads candidates only of the instances the policy asks about (`_Candidates`).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.runtime.sim.instance import SimInstance
 from controlplane.scheduling.migration import MigrationOrder, MigrationPolicy
-from instances.engine.migration import MigrationRefused, SequenceState
-from instances.engine.sequence import SequenceStatus
+from controlplane.transfer.book import InFlight
+from controlplane.transfer.core import Transfer
+from controlplane.transfer.protocol import (
+    Abandon,
+    AbortDestination,
+    Action,
+    AwaitStep,
+    Committed,
+    CopyStage,
+    Describe,
+    Described,
+    Event,
+    Refused,
+    Release,
+    Released,
+    Reserve,
+    Reserved,
+    Resume,
+    StageCopied,
+    StepDone,
+    StopAndCopy,
+    Suspended,
+)
+from controlplane.transfer.settings import TransferSettings
+from flotilla.errors import TransferRefused
+from instances.engine.migration import SequenceState
 from instances.types import MigrationCandidate
 
 
@@ -38,15 +60,16 @@ from instances.types import MigrationCandidate
 class MigrationModel:
     """The migration policy and how its orders execute. `kv_bytes_per_block`: KV bytes of one block
     (`block_size x ModelSpec.kv_bytes_per_token`); `bandwidth_bytes_s` the instance-to-instance copy
-    rate (default 10 GB/s, an assumption: a PCIe 4.0 x16 or 100 Gb/s RDMA path)."""
+    rate (default 10 GB/s, an assumption: a PCIe 4.0 x16 or 100 Gb/s RDMA path); `interval_s` the
+    controller's tick; `transfer` the protocol's settings (a simulated stage is one copy: its
+    `stage_chunk_blocks` and `transfer_timeout_s` do not apply)."""
 
     policy: MigrationPolicy
     kv_bytes_per_block: float
     interval_s: float = 0.05
     bandwidth_bytes_s: float = 10e9
-    last_stage_blocks: int = 2
-    max_stages: int = 4
     overhead_s: float = 0.005
+    transfer: TransferSettings = field(default_factory=TransferSettings)
 
     def __post_init__(self) -> None:
         for name in ("kv_bytes_per_block", "interval_s", "bandwidth_bytes_s"):
@@ -55,8 +78,6 @@ class MigrationModel:
                 raise ValueError(f"migration {name} must be a finite number > 0, got {value}")
         if not (math.isfinite(self.overhead_s) and self.overhead_s >= 0):
             raise ValueError(f"migration overhead_s must be a finite number >= 0, got {self.overhead_s}")
-        if self.last_stage_blocks < 0 or self.max_stages < 1:
-            raise ValueError("migration last_stage_blocks must be >= 0 and max_stages >= 1")
 
     def copy_s(self, blocks: int) -> float:
         return blocks * self.kv_bytes_per_block / self.bandwidth_bytes_s
@@ -64,13 +85,12 @@ class MigrationModel:
 
 @dataclass
 class _Move:
-    order: MigrationOrder
+    transfer: Transfer
     src: int
     dst: int
-    copied: int = 0  # blocks copied so far
-    stages: int = 0
+    stage_end: int = 0  # blocks the stage in progress copies up to
     state: SequenceState | None = None  # once suspended
-    suspended_at: float = 0.0
+    ended: bool = False
 
 
 @dataclass
@@ -79,7 +99,7 @@ class MigrationStats:
 
     started: Counter[str] = field(default_factory=Counter)  # by the order's reason
     committed: int = 0
-    aborted: Counter[str] = field(default_factory=Counter)  # by why (a refusal's reason, finished...)
+    aborted: Counter[str] = field(default_factory=Counter)  # by the outcome's cause
     downtimes_s: list[float] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
@@ -106,7 +126,7 @@ class _Candidates(Mapping[str, list[MigrationCandidate]]):
         if instance_id not in self._cache:
             k = self._m.index[instance_id]
             self._m.touch(k)
-            moving = self._m.moving
+            moving = self._m.book.requests
             self._cache[instance_id] = [c for c in self._m.instances[k].engine.migration_candidates()
                                         if c.request_id not in moving]
         return self._cache[instance_id]
@@ -132,8 +152,7 @@ class Migrator:
         self.touch = touch
         self.settle = settle
         self.stats = MigrationStats()
-        self.in_flight: dict[str, int] = {}
-        self.moving: set[str] = set()  # request ids in flight
+        self.book = InFlight()
         self._events: list[tuple[float, int, Callable[[float], None]]] = []
         self._seq = 0
         self._next_tick = 0.0
@@ -155,121 +174,148 @@ class Migrator:
             return
         self._next_tick = now + self.model.interval_s
         views = [inst.view for inst in self.instances]
-        for order in self.model.policy.plan(views, _Candidates(self), self.in_flight):
+        for order in self.model.policy.plan(views, _Candidates(self), self.book.per_instance()):
             self._start(order, now)
 
     def at_step_boundary(self, k: int, now: float) -> None:
-        """Suspend the requests whose last stage waited for instance k's step to end."""
+        """Stop and copy the requests whose last stage waited for instance k's step to end."""
         for move in self._suspend.pop(k, []):
-            self._stop_and_copy(move, now)
+            self._post(move, StepDone(now), now, boundary=True)
 
     # ---- one migration -------------------------------------------------------------------------
+    def _start(self, order: MigrationOrder, now: float) -> None:
+        move = _Move(Transfer(order, self.model.transfer), self.index[order.source], self.index[order.destination])
+        self.stats.started[order.reason] += 1
+        self.book.add(order)
+        self._act(move, move.transfer.start(now), now)
+
     def _later(self, at: float, action: Callable[[float], None]) -> None:
         self._seq += 1
         heapq.heappush(self._events, (at, self._seq, action))
 
-    def _start(self, order: MigrationOrder, now: float) -> None:
-        move = _Move(order, self.index[order.source], self.index[order.destination])
-        self.stats.started[order.reason] += 1
-        self.moving.add(order.request_id)
-        for k in (move.src, move.dst):
-            iid = self.instances[k].instance_id
-            self.in_flight[iid] = self.in_flight.get(iid, 0) + 1
-        src = self.instances[move.src].engine
-        self.touch(move.src)
-        seq = src.scheduler.requests[order.request_id]
-        if seq.status is SequenceStatus.WAITING:  # queued: no KV to copy
-            move.state = src.suspend(order.request_id)
-            move.suspended_at = now
-            self.settle(move.src)
-            self._later(now + self.model.overhead_s, lambda t: self._commit(move, t))
-            return
-        try:
-            self._verb(move.dst, lambda e: e.reserve(order.request_id, seq.num_tokens))
-        except MigrationRefused as e:
-            self._end(move, e.reason)
-            return
-        self._stage(move, len(seq.block_ids), now)
+    def _post(self, move: _Move, event: Event, now: float, boundary: bool = False) -> None:
+        self._act(move, move.transfer.on(event), now, boundary)
 
-    def _stage(self, move: _Move, blocks: int, now: float) -> None:
-        copy = blocks - move.copied
-        move.copied, move.stages = blocks, move.stages + 1
-        self._later(now + self.model.copy_s(copy), lambda t: self._stage_end(move, t))
+    def _act(self, move: _Move, actions: list[Action], now: float, boundary: bool = False) -> None:
+        """Carry out `actions` in order, feeding the answers that come at once back to the core.
+        `boundary`: the source is at a step boundary (the loop starts its next step afterwards)."""
+        queue = deque(actions)
+        while queue:
+            event = self._execute(move, queue.popleft(), now, boundary)
+            if event is not None:
+                queue.extend(move.transfer.on(event))
+        if move.transfer.done and not move.ended:
+            self._end(move)
+
+    def _execute(self, move: _Move, action: Action, now: float, boundary: bool) -> Event | None:
+        """Run one action; its answer if it comes now, else None (it is posted later)."""
+        rid = move.transfer.order.request_id
+        src = self.instances[move.src]
+        try:
+            if isinstance(action, Describe):
+                self.touch(move.src)
+                info = src.engine.request_blocks(rid)
+                if info is None:
+                    return Refused(now, "finished")
+                return Described(now, info.running, info.num_tokens)
+            if isinstance(action, Reserve):
+                self._verb(move.dst, lambda e: e.reserve(rid, action.num_tokens))
+                return Reserved(now)
+            if isinstance(action, CopyStage):
+                info = src.engine.request_blocks(rid)
+                assert info is not None  # just described or checked, at this same instant
+                move.stage_end = info.num_blocks
+                self._later(now + self.model.copy_s(info.num_blocks - action.first), lambda t: self._stage_end(move, t))
+                return None
+            if isinstance(action, AwaitStep):
+                if src.busy:
+                    self._suspend.setdefault(move.src, []).append(move)
+                else:  # an idle source (it cannot hold a running request, but keep the books right)
+                    self._post(move, StepDone(now), now, boundary=True)
+                    self.settle(move.src)
+                return None
+            if isinstance(action, StopAndCopy):
+                return self._stop_and_copy(move, action, now)
+            if isinstance(action, Release):
+                return Released(now, self._verb(move.src, lambda e: e.release_migrated(rid)))
+            if isinstance(action, Abandon):
+                self._verb(move.dst, lambda e: e.cancel_reservation(rid))
+            elif isinstance(action, Resume):
+                if boundary:  # the loop starts the source's next step after this
+                    src.engine.resume(rid)
+                    src.refresh()
+                else:
+                    self._verb(move.src, lambda e: e.resume(rid))
+            elif isinstance(action, AbortDestination):
+                self._verb(move.dst, lambda e: e.abort(rid))
+            return None
+        except TransferRefused as e:
+            return Refused(now, e.reason, e.message)
 
     def _stage_end(self, move: _Move, now: float) -> None:
-        rid = move.order.request_id
+        """A stage's pages arrive: the reservation grows to the request's tokens."""
+        rid = move.transfer.order.request_id
         self.touch(move.src)
-        seq = self.instances[move.src].engine.scheduler.requests.get(rid)
-        if seq is None or seq.status is not SequenceStatus.RUNNING:
-            self._cancel(move, "finished" if seq is None else "preempted")
+        info = self.instances[move.src].engine.request_blocks(rid)
+        if info is None or not info.running:
+            self._post(move, Refused(now, "finished" if info is None else "preempted"), now)
             return
         try:
-            self._verb(move.dst, lambda e: e.extend_reservation(rid, seq.num_tokens))
-        except MigrationRefused as e:
-            self._cancel(move, e.reason)
+            self._verb(move.dst, lambda e: e.extend_reservation(rid, info.num_tokens))
+        except TransferRefused as e:
+            self._post(move, Refused(now, e.reason, e.message), now)
             return
-        left = len(seq.block_ids) - move.copied
-        if left > self.model.last_stage_blocks and move.stages < self.model.max_stages:
-            self._stage(move, len(seq.block_ids), now)
-        elif self.instances[move.src].busy:
-            self._suspend.setdefault(move.src, []).append(move)
-        else:  # idle source (cannot hold a running request, but keep the books right if it did)
-            self._stop_and_copy(move, now)
-            self.settle(move.src)
+        self._post(move, StageCopied(now, move.stage_end, info.num_blocks), now)
 
-    def _stop_and_copy(self, move: _Move, now: float) -> None:
-        """At a step boundary of the source: suspend, copy what is left, commit after the downtime."""
-        rid = move.order.request_id
+    def _stop_and_copy(self, move: _Move, action: StopAndCopy, now: float) -> Event | None:
+        rid = move.transfer.order.request_id
         src = self.instances[move.src]
-        seq = src.engine.scheduler.requests.get(rid)
-        if seq is None or seq.status is not SequenceStatus.RUNNING:
-            self._cancel(move, "finished" if seq is None else "preempted")
-            return
+        if action.queued:  # no KV to copy: suspended at the decision
+            move.state = src.engine.suspend(rid)
+            self._post(move, Suspended(now), now)
+            self.settle(move.src)
+            self._later(now + self.model.overhead_s, lambda t: self._commit(move, t))
+            return None
+        info = src.engine.request_blocks(rid)
+        if info is None or not info.running:
+            return Refused(now, "finished" if info is None else "preempted")
         move.state = state = src.engine.suspend(rid)
         src.refresh()
-        move.suspended_at = now
+        self._post(move, Suspended(now), now)
         try:
             self._verb(move.dst, lambda e: e.extend_reservation(rid, state.num_tokens))
-        except MigrationRefused as e:
-            src.engine.resume(rid)  # at its step boundary: the loop starts its next step
-            src.refresh()
-            self._cancel(move, e.reason)
-            return
-        downtime = self.model.copy_s(max(0, state.num_kv_blocks - move.copied)) + self.model.overhead_s
+        except TransferRefused as e:
+            return Refused(now, e.reason, e.message)
+        downtime = self.model.copy_s(max(0, state.num_kv_blocks - action.first)) + self.model.overhead_s
         self._later(now + downtime, lambda t: self._commit(move, t))
+        return None
 
     def _commit(self, move: _Move, now: float) -> None:
-        assert move.state is not None
         state = move.state
+        assert state is not None
         try:
             self._verb(move.dst, lambda e: e.commit(state))
-        except MigrationRefused as e:
-            self._verb(move.dst, lambda e: e.cancel_reservation(state.request.request_id))
-            self._verb(move.src, lambda e: e.resume(state.request.request_id))
-            self._end(move, e.reason)
+        except TransferRefused as e:
+            self._post(move, Refused(now, e.reason, e.message), now)
             return
-        self._verb(move.src, lambda e: e.release_migrated(state.request.request_id))
-        self.stats.committed += 1
-        self.stats.downtimes_s.append(now - move.suspended_at)
-        self._end(move, None)
+        self._post(move, Committed(now), now)
 
-    def _cancel(self, move: _Move, why: str) -> None:
-        self._verb(move.dst, lambda e: e.cancel_reservation(move.order.request_id))
-        self._end(move, why)
-
-    def _verb(self, k: int, verb: Callable[[Any], object]) -> None:
+    def _verb(self, k: int, verb: Callable[[Any], Any]) -> Any:
         """Run an engine verb on instance k between its steps' bookkeeping: cut its decode run
         first, then refresh its view and start it if idle (also when the verb raises)."""
         self.touch(k)
         try:
-            verb(self.instances[k].engine)
+            return verb(self.instances[k].engine)
         finally:
             self.settle(k)
 
-    def _end(self, move: _Move, aborted: str | None) -> None:
-        if aborted is not None:
-            self.stats.aborted[aborted] += 1
-        self.moving.discard(move.order.request_id)
-        for k in (move.src, move.dst):
-            iid = self.instances[k].instance_id
-            self.in_flight[iid] -= 1
+    def _end(self, move: _Move) -> None:
+        move.ended = True
+        outcome = move.transfer.outcome
+        assert outcome is not None
+        if outcome.committed:
+            self.stats.committed += 1
+            self.stats.downtimes_s.append(outcome.downtime_s)
+        else:
+            self.stats.aborted[outcome.cause] += 1
+        self.book.remove(outcome.order)

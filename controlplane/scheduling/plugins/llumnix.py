@@ -38,25 +38,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Ge, Gt, Le, Lt
 
 from controlplane.scheduling.types import InstanceView, RequestView
 from instances.types import Priority
 
-DEFAULT_HEADROOM_BLOCKS = 64
-"""Blocks an instance serving high-priority requests keeps free by default (the `llumnix` scorer's
-and `LlumnixMigrationSettings`' default): about a thousand 16-token slots."""
 
-DEFAULT_HEADROOM_FRACTION = 0.08
-"""Share of an instance's KV blocks each HIGH request it serves reserves on top of
-`DEFAULT_HEADROOM_BLOCKS` (the `llumnix` scorer's and `LlumnixMigrationSettings`' default)."""
+@dataclass(frozen=True)
+class LlumnixSettings:
+    """Llumnix's settings: the options of the plugins named `llumnix` (the dispatch scorer here and
+    the migration policy, `llumnix_migration.py`), so that dispatch and migration read one headroom.
 
+    source_freeness / destination_freeness: migration thresholds in freeness units (KV blocks per
+    running request): below the first an instance gives requests away, above the second it takes
+    them. headroom_blocks: kept free on instances serving high-priority requests (about a thousand
+    16-token slots by default); headroom_fraction: plus this share of the instance's blocks per
+    HIGH request it serves.
+    """
 
-def validate_headroom(headroom_blocks: int, headroom_fraction: float) -> None:
-    """Raises ValueError unless `headroom_blocks >= 0` and `0 <= headroom_fraction <= 1`."""
-    if headroom_blocks < 0:
-        raise ValueError(f"headroom_blocks must be >= 0, got {headroom_blocks}")
-    if not 0.0 <= headroom_fraction <= 1.0:  # also refuses NaN
-        raise ValueError(f"headroom_fraction must be within [0, 1], got {headroom_fraction}")
+    source_freeness: Annotated[float, Gt(-math.inf), Lt(math.inf)] = 16.0
+    destination_freeness: Annotated[float, Gt(-math.inf), Lt(math.inf)] = 16.0
+    headroom_blocks: Annotated[int, Ge(0)] = 64
+    headroom_fraction: Annotated[float, Ge(0.0), Le(1.0)] = 0.08
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.source_freeness) and math.isfinite(self.destination_freeness)):
+            raise ValueError("migration freeness thresholds must be finite numbers")
+        if self.destination_freeness < self.source_freeness:
+            raise ValueError(f"destination_freeness ({self.destination_freeness}) must be >= "
+                             f"source_freeness ({self.source_freeness})")
+        if self.headroom_blocks < 0:
+            raise ValueError(f"headroom_blocks must be >= 0, got {self.headroom_blocks}")
+        if not 0.0 <= self.headroom_fraction <= 1.0:  # also refuses NaN
+            raise ValueError(f"headroom_fraction must be within [0, 1], got {self.headroom_fraction}")
 
 
 def headroom(
@@ -101,16 +118,13 @@ def dispatch_freeness(
 
 
 class LlumnixScorer:
-    """Scores candidates by normalised dispatch freeness (see the module docstring)."""
+    """Scores candidates by normalised dispatch freeness (see the module docstring), with the
+    headroom of `settings`."""
 
-    def __init__(
-        self,
-        headroom_blocks: int = DEFAULT_HEADROOM_BLOCKS,
-        headroom_fraction: float = DEFAULT_HEADROOM_FRACTION,
-    ) -> None:
-        validate_headroom(headroom_blocks, headroom_fraction)
-        self.headroom_blocks = headroom_blocks
-        self.headroom_fraction = headroom_fraction
+    def __init__(self, settings: LlumnixSettings | None = None) -> None:
+        settings = settings or LlumnixSettings()
+        self.headroom_blocks = settings.headroom_blocks
+        self.headroom_fraction = settings.headroom_fraction
 
     def score(self, req: RequestView, cands: Sequence[InstanceView]) -> list[float]:
         values = [dispatch_freeness(c, self.headroom_blocks, self.headroom_fraction, req.priority) for c in cands]

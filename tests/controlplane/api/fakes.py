@@ -51,7 +51,8 @@ HELLO = [Step(0, [104, 105], "hi"), Step(2, [33], "!", FinishReason.STOP, cached
 
 
 def view(instance_id: str, healthy: bool = True) -> InstanceView:
-    return InstanceView(instance_id, healthy, 0, 0, 100, 100, 16, 0, 0)
+    return InstanceView(instance_id=instance_id, running=0, waiting=0, free_blocks=100, total_blocks=100,
+                        block_size=16, tokens_in_flight=0, queued_prompt_tokens=0, healthy=healthy)
 
 
 @dataclass

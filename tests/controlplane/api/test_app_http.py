@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from controlplane.api.app import create_app
-from controlplane.config import FlotillaConfig, ProfileConfig
+from controlplane.config import FlotillaConfig
 from controlplane.observability.metrics import Metrics
-from controlplane.scheduling.registry import build_framework
+from controlplane.scheduling.registry import ProfileConfig, build_framework
 from controlplane.scheduling.types import RequestView
 from flotilla.errors import ConfigError, InstanceUnavailable, StreamBroken
 from instances.types import FinishReason, Priority, SamplingParams, TokenLogprob

@@ -2,10 +2,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane.controller.migrator import MigrationOutcome
 from controlplane.observability.metrics import Metrics, RequestTimer
 from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
+from controlplane.transfer.protocol import TransferOutcome
 
 EXPECTED_FAMILIES = {
     "flotilla_request_ttft_seconds": "histogram",
@@ -33,7 +33,8 @@ def _sample(m: Metrics, name: str, **labels: str) -> float | None:
 
 
 def _view(iid: str, running: int, waiting: int, free: int) -> InstanceView:
-    return InstanceView(iid, True, running, waiting, free, 100, 16, 0, 0)
+    return InstanceView(instance_id=iid, running=running, waiting=waiting, free_blocks=free, total_blocks=100,
+                        block_size=16, tokens_in_flight=0, queued_prompt_tokens=0)
 
 
 def test_every_metric_declared_once_with_flotilla_prefix():
@@ -126,8 +127,8 @@ def test_migration_outcomes_are_counted():
     order = MigrationOrder("r", "a", "b", "load")
     m.migration_started(order)
     m.migration_started(order)
-    m.migration_finished(MigrationOutcome(order, "committed", stages=3, blocks=10, bytes=4096, downtime_s=0.02))
-    m.migration_finished(MigrationOutcome(order, "refused", "no room", blocks=0, bytes=0))
+    m.migration_finished(TransferOutcome(order, "committed", stages=3, blocks=10, bytes=4096, downtime_s=0.02))
+    m.migration_finished(TransferOutcome(order, "refused", "no_room", blocks=0, bytes=0))
     assert _sample(m, "flotilla_migrations_started_total", reason="load") == 2
     assert _sample(m, "flotilla_migrations_committed_total", reason="load") == 1
     assert _sample(m, "flotilla_migrations_aborted_total", result="refused") == 1

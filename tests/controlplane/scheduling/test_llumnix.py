@@ -9,6 +9,7 @@ import pytest
 
 from controlplane.scheduling.plugins.llumnix import (
     LlumnixScorer,
+    LlumnixSettings,
     dispatch_freeness,
     headroom,
     llumnix_freeness,
@@ -52,7 +53,7 @@ def test_dispatch_freeness_counts_the_whole_queue_and_pending_dispatches():
 def test_scorer_normalises_and_scores_draining_zero():
     cands = [view("a", running=1, free_blocks=10), view("b", running=1, free_blocks=50),
              view("c", free_blocks=100, draining=True), view("d", running=1, free_blocks=30)]
-    assert LlumnixScorer(headroom_blocks=0).score(REQ, cands) == [0.0, 1.0, 0.0, 0.5]
+    assert LlumnixScorer(LlumnixSettings(headroom_blocks=0)).score(REQ, cands) == [0.0, 1.0, 0.0, 0.5]
 
 
 def test_a_high_request_sees_the_headroom_kept_for_it_as_free():
@@ -60,7 +61,7 @@ def test_a_high_request_sees_the_headroom_kept_for_it_as_free():
     cands = [view("a", running=4, free_blocks=100), view("b", running=2, free_blocks=100, high_priority=1),
              view("c", running=10, free_blocks=100)]
     high = RequestView(request_id="h", num_prompt_tokens=10, max_tokens=20, priority=Priority.HIGH)
-    scorer = LlumnixScorer(headroom_blocks=64, headroom_fraction=0.0)
+    scorer = LlumnixScorer(LlumnixSettings(headroom_blocks=64, headroom_fraction=0.0))
     assert scorer.score(REQ, cands) == [1.0, pytest.approx((18 - 10) / (25 - 10)), 0.0]
     assert scorer.score(high, cands) == [pytest.approx((25 - 10) / (50 - 10)), 1.0, 0.0]
 
@@ -70,9 +71,9 @@ def test_scorer_all_equal_scores_one_and_all_draining_zero():
     assert LlumnixScorer().score(REQ, [view("a", draining=True)]) == [0.0]
 
 
-def test_scorer_rejects_negative_headroom():
+def test_settings_reject_negative_headroom():
     with pytest.raises(ValueError, match="headroom_blocks"):
-        LlumnixScorer(headroom_blocks=-1)
+        LlumnixSettings(headroom_blocks=-1)
 
 
 def test_llumnix_policy_dispatches_to_the_freest_and_migrates():
@@ -82,8 +83,8 @@ def test_llumnix_policy_dispatches_to_the_freest_and_migrates():
     # freeness: a 20, b (40 - 64 headroom) / 1 < 0, c 25
     assert fw.schedule("llumnix", REQ, views, random.Random(0)).instance_id == "c"
     assert policy_profile("llumnix").scorers == {"llumnix": 1.0}
-    assert policy_migration("llumnix") is not None
-    assert policy_migration("infaas") is None
+    assert policy_migration("llumnix", {}, 1) is not None
+    assert policy_migration("infaas", {}, 1) is None
 
 
 def test_headroom_fraction_reserves_a_share_of_the_instance_per_high_request():
@@ -95,7 +96,7 @@ def test_headroom_fraction_reserves_a_share_of_the_instance_per_high_request():
     assert dispatch_freeness(v, 64, 0.1) == (600 - 264) / 4
 
 
-def test_scorer_rejects_a_headroom_fraction_outside_0_1():
+def test_settings_reject_a_headroom_fraction_outside_0_1():
     for bad in (-0.1, 1.5, math.nan):
         with pytest.raises(ValueError, match="headroom_fraction"):
-            LlumnixScorer(headroom_fraction=bad)
+            LlumnixSettings(headroom_fraction=bad)

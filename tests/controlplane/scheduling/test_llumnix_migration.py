@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.scheduling.llumnix_migration import (
-    LlumnixMigrationPolicy,
-    LlumnixMigrationSection,
-    LlumnixMigrationSettings,
-)
+from controlplane.config import load_config
+from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.migration import MigrationOrder
+from controlplane.scheduling.plugins.llumnix import LlumnixSettings
+from controlplane.scheduling.registry import build_migration_policy
+from flotilla.errors import ConfigError
 from instances.types import MigrationCandidate, Priority
 from tests.controlplane.scheduling.helpers import view
 
-SETTINGS = LlumnixMigrationSettings(source_freeness=10, destination_freeness=30, headroom_blocks=20,
-                                    max_in_flight=1)
+SETTINGS = LlumnixSettings(source_freeness=10, destination_freeness=30, headroom_blocks=20)
 
 
 def cand(rid: str, blocks: int, *, priority: int = Priority.NORMAL, running: bool = True, order: int = 1,
@@ -23,8 +22,8 @@ def cand(rid: str, blocks: int, *, priority: int = Priority.NORMAL, running: boo
                               running, order)
 
 
-def plan(views, candidates, in_flight=None, settings=SETTINGS):
-    return LlumnixMigrationPolicy(settings).plan(views, candidates, in_flight or {})
+def plan(views, candidates, in_flight=None, settings=SETTINGS, max_in_flight=1):
+    return LlumnixMigrationPolicy(settings, max_in_flight).plan(views, candidates, in_flight or {})
 
 
 def test_nothing_to_do_on_a_balanced_cluster():
@@ -70,7 +69,7 @@ def test_defrag_moves_the_cheapest_running_request_that_frees_enough():
              view("c", running=1, free_blocks=200)]
     candidates = {"a": [cand("small", 5), cand("big", 40), cand("enough", 25), cand("queued", 0, running=False,
                                                                                      tokens=480)]}
-    assert plan(views, candidates, settings=LlumnixMigrationSettings(source_freeness=-100,
+    assert plan(views, candidates, settings=LlumnixSettings(source_freeness=-100,
                                                                      destination_freeness=30)) == [
         MigrationOrder("enough", "a", "c", "defrag")]
 
@@ -86,9 +85,8 @@ def test_priority_moves_normal_work_off_an_instance_whose_headroom_is_eaten():
     # a serves a HIGH request and has 15 free blocks < 20 headroom: its lowest class leaves first
     views = [view("a", running=3, free_blocks=15, high_priority=1), view("c", running=1, free_blocks=100)]
     candidates = {"a": [cand("hi", 2, priority=Priority.HIGH), cand("n", 4), cand("off", 6, priority=Priority.OFFLINE)]}
-    settings = LlumnixMigrationSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=20,
-                                        max_in_flight=2)
-    assert plan(views, candidates, settings=settings) == [
+    settings = LlumnixSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=20)
+    assert plan(views, candidates, settings=settings, max_in_flight=2) == [
         MigrationOrder("off", "a", "c", "priority"),
         MigrationOrder("n", "a", "c", "priority"),
     ]
@@ -98,17 +96,17 @@ def test_a_headroom_fraction_makes_an_instance_serving_high_requests_a_priority_
     # a: 40 of 100 blocks free, 1 HIGH request; 50% of its blocks reserved per HIGH request eats it
     views = [view("a", running=2, free_blocks=40, high_priority=1), view("b", running=1, free_blocks=10),
              view("c", running=1, free_blocks=100)]
-    settings = LlumnixMigrationSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=0,
+    settings = LlumnixSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=0,
                                         headroom_fraction=0.5)
     assert plan(views, {"a": [cand("hi", 2, priority=Priority.HIGH), cand("n", 4)]}, settings=settings) == [
         MigrationOrder("n", "a", "c", "priority")]
-    without = LlumnixMigrationSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=0)
+    without = LlumnixSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=0)
     assert plan(views, {"a": [cand("hi", 2, priority=Priority.HIGH), cand("n", 4)]}, settings=without) == []
 
 
 def test_priority_never_moves_high_requests():
     views = [view("a", running=1, free_blocks=5, high_priority=1), view("c", running=1, free_blocks=100)]
-    settings = LlumnixMigrationSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=20)
+    settings = LlumnixSettings(source_freeness=-100, destination_freeness=30, headroom_blocks=20)
     assert plan(views, {"a": [cand("hi", 2, priority=Priority.HIGH)]}, settings=settings) == []
 
 
@@ -118,8 +116,7 @@ def test_drain_gives_everything_away_queued_first_to_the_freest():
              view("c", running=1, free_blocks=40),  # freeness 40
              view("d", running=0, free_blocks=300, draining=True)]  # never a destination
     candidates = {"a": [cand("r1", 5), cand("r2", 3), cand("q", 0, running=False, tokens=100)]}
-    settings = LlumnixMigrationSettings(max_in_flight=3)
-    assert plan(views, candidates, settings=settings) == [
+    assert plan(views, candidates, settings=LlumnixSettings(), max_in_flight=3) == [
         MigrationOrder("q", "a", "c", "drain"),  # c: 40 - 7 blocks, 2 running -> 16.5
         MigrationOrder("r2", "a", "c", "drain"),  # c: 33 - 3 = 30 over 3 -> 10; b 15 is freer next
         MigrationOrder("r1", "a", "b", "drain"),
@@ -133,7 +130,7 @@ def test_a_drained_high_request_may_use_the_headroom_kept_for_high_requests():
              view("b", running=1, free_blocks=30, high_priority=1),
              view("c", running=8, free_blocks=10)]
     candidates = {"a": [cand("n", 11, order=1), cand("h", 11, priority=Priority.HIGH, order=2)]}
-    assert plan(views, candidates, settings=LlumnixMigrationSettings(headroom_blocks=20, max_in_flight=3)) == [
+    assert plan(views, candidates, settings=LlumnixSettings(headroom_blocks=20), max_in_flight=3) == [
         MigrationOrder("h", "a", "b", "drain"),
     ]
 
@@ -170,16 +167,33 @@ def test_candidates_are_read_only_for_sources():
 
 def test_settings_are_validated_and_the_config_section_builds_them():
     with pytest.raises(ValueError, match="destination_freeness"):
-        LlumnixMigrationSettings(source_freeness=10, destination_freeness=5)
+        LlumnixSettings(source_freeness=10, destination_freeness=5)
     with pytest.raises(ValueError, match="max_in_flight"):
-        LlumnixMigrationSettings(max_in_flight=0)
+        LlumnixMigrationPolicy(max_in_flight=0)
     with pytest.raises(ValueError, match="headroom_fraction"):
-        LlumnixMigrationSettings(headroom_fraction=1.5)
-    with pytest.raises(ValueError):
-        LlumnixMigrationSection.model_validate({"headroom_fraction": -0.1})
-    assert LlumnixMigrationSection.model_validate({"headroom_fraction": 0.25}).settings(max_in_flight=1) == \
-        LlumnixMigrationSettings(headroom_fraction=0.25)
-    section = LlumnixMigrationSection.model_validate({"headroom_blocks": 8})
-    assert section.settings(max_in_flight=2) == LlumnixMigrationSettings(headroom_blocks=8, max_in_flight=2)
-    with pytest.raises(ValueError):
-        LlumnixMigrationSection.model_validate({"headroom": 8})
+        LlumnixSettings(headroom_fraction=1.5)
+    with pytest.raises(ValueError, match="unknown llumnix migration rule"):
+        LlumnixMigrationPolicy(rules=("drain", "spread"))
+    with pytest.raises(ConfigError, match="plugins.llumnix.headroom_fraction"):
+        load_config(None, {"plugins.llumnix.headroom_fraction": -0.1})
+    config = load_config(None, {"plugins.llumnix.headroom_blocks": 8})
+    assert config.plugin_settings() == {"llumnix": LlumnixSettings(headroom_blocks=8)}
+    with pytest.raises(ConfigError, match="plugins.llumnix.headroom: unknown key"):
+        load_config(None, {"plugins.llumnix.headroom": 8})
+
+
+def test_the_none_policy_only_drains_and_asks_only_draining_instances():
+    views = [view("a", running=10, free_blocks=20, draining=True), view("b", running=8, free_blocks=5),
+             view("c", running=1, free_blocks=300), view("d", draining=True)]
+    candidates = {"a": [cand("r1", 2)], "b": [cand("b1", 1)]}
+    none = build_migration_policy("none", {}, 2)
+    assert none.sources(views) == ["a"]  # d drains but holds nothing
+    assert none.plan(views, candidates, {}) == [MigrationOrder("r1", "a", "c", "drain")]
+    full = build_migration_policy("llumnix", {}, 2)
+    assert full.sources(views) == ["a", "b", "c"]
+    assert full.plan(views, candidates, {}) == [MigrationOrder("r1", "a", "c", "drain"),
+                                                MigrationOrder("b1", "b", "c", "load")]
+    assert full.instance_info(views[2]) == {"freeness": (300 - 0) / 1}
+    assert full.instance_info(views[0]) == {"freeness": None}
+    with pytest.raises(ConfigError, match="unknown migration policy 'x'"):
+        build_migration_policy("x", {}, 1)

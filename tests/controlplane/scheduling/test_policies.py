@@ -1,3 +1,4 @@
+import dataclasses
 import random
 import re
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_policies_are_valid_serving_config_profiles():
     cfg = FlotillaConfig.model_validate(
         {
             "gateway": {"default_profile": "infaas"},
-            "scheduling": {"profiles": {n: p.model_dump() for n, p in BASELINE_POLICIES.items()}},
+            "scheduling": {"profiles": {n: dataclasses.asdict(p) for n, p in BASELINE_POLICIES.items()}},
         }
     )
     fw = build_framework(cfg.scheduling.profiles)

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from controlplane.config import FlotillaConfig, ProfileConfig
+from controlplane.config import FlotillaConfig
 from controlplane.scheduling.plugins.free_kv import FreeKVScorer
 from controlplane.scheduling.plugins.healthy import HealthyFilter
 from controlplane.scheduling.plugins.infaas import InfaasScorer
@@ -12,7 +12,7 @@ from controlplane.scheduling.plugins.max_score import MaxScorePicker
 from controlplane.scheduling.plugins.power_of_two import PowerOfTwoPicker
 from controlplane.scheduling.plugins.random_picker import RandomPicker
 from controlplane.scheduling.plugins.round_robin import RoundRobinPicker
-from controlplane.scheduling.registry import build_framework, build_profile
+from controlplane.scheduling.registry import ProfileConfig, build_framework, build_profile
 from flotilla.errors import ConfigError
 from tests.controlplane.scheduling.helpers import REQ, view
 
@@ -114,8 +114,8 @@ def test_default_profile_decisions_match_the_dict_based_framework():
 
 
 def test_the_llumnix_scorer_takes_the_configured_headroom():
-    config = FlotillaConfig.model_validate({"migration": {"llumnix": {"headroom_blocks": 0, "headroom_fraction": 0.5}}})
-    fw = build_framework(config.scheduling.profiles, config.migration.llumnix.scorer_options())
+    config = FlotillaConfig.model_validate({"plugins": {"llumnix": {"headroom_blocks": 0, "headroom_fraction": 0.5}}})
+    fw = build_framework(config.scheduling.profiles, config.plugin_settings())
     scorer = fw.profile("llumnix").scorers[0].plugin
     assert (scorer.headroom_blocks, scorer.headroom_fraction) == (0, 0.5)
     assert build_framework(config.scheduling.profiles).profile("llumnix").scorers[0].plugin.headroom_blocks == 64

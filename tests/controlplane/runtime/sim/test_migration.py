@@ -9,9 +9,11 @@ import pytest
 
 from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
 from controlplane.runtime.sim.migration import MigrationModel
-from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy, LlumnixMigrationSettings
+from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.migration import MigrationOrder
+from controlplane.scheduling.plugins.llumnix import LlumnixSettings
 from controlplane.scheduling.policies import policy_profile
+from controlplane.transfer.settings import TransferSettings
 from controlplane.workload import TraceRequest, WorkloadSpec, build_workload
 from instances.engine.config import EngineConfig
 from instances.latency.distserve import Coefficients, DistServeModel
@@ -20,8 +22,8 @@ LATENCY = DistServeModel(Coefficients(0.02, 2e-4, 1e-8), Coefficients(0.008, 2e-
 ENGINE = EngineConfig(block_size=16, num_blocks=160, max_num_batched_tokens=512, max_num_seqs=16,
                       max_model_len=1024)
 # 1 MB blocks over 1 GB/s: 1 ms a block
-LLUMNIX = MigrationModel(LlumnixMigrationPolicy(LlumnixMigrationSettings(source_freeness=4, destination_freeness=8,
-                                                                         headroom_blocks=8)),
+LLUMNIX = MigrationModel(LlumnixMigrationPolicy(LlumnixSettings(source_freeness=4, destination_freeness=8,
+                                                                headroom_blocks=8)),
                          kv_bytes_per_block=1e6, bandwidth_bytes_s=1e9, interval_s=0.05, overhead_s=0.002)
 
 
@@ -31,6 +33,12 @@ class Scripted:
     def __init__(self, script: dict[int, list[MigrationOrder]]) -> None:
         self.script = script
         self.ticks = 0
+
+    def sources(self, views):
+        return [v.instance_id for v in views]
+
+    def instance_info(self, view):
+        return {}
 
     def plan(self, views, candidates, in_flight):
         self.ticks += 1
@@ -156,4 +164,4 @@ def test_migration_model_is_validated():
     with pytest.raises(ValueError, match="bandwidth_bytes_s"):
         replace(LLUMNIX, bandwidth_bytes_s=0)
     with pytest.raises(ValueError, match="max_stages"):
-        replace(LLUMNIX, max_stages=0)
+        TransferSettings(max_stages=-1)

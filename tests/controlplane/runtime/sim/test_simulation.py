@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.config import ProfileConfig
 from controlplane.observability.serving_metrics import SLO
 from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
+from controlplane.scheduling.registry import ProfileConfig
 from controlplane.workload import TraceRequest, WorkloadSpec, build_workload
 from instances.engine.config import EngineConfig
 from instances.latency.distserve import Coefficients, DistServeModel
