@@ -17,7 +17,8 @@ from typing import Protocol
 from controlplane.scheduling.migration import MigrationOrder
 from controlplane.transfer.book import InFlight
 from controlplane.transfer.core import Transfer
-from controlplane.transfer.driver import TransferEndpoint, run_transfer
+from controlplane.transfer.driver import run_transfer
+from controlplane.transfer.endpoint import TransferEndpoint
 from controlplane.transfer.protocol import TransferOutcome
 from controlplane.transfer.settings import TransferSettings
 

@@ -23,7 +23,7 @@ from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
 from controlplane.transfer.protocol import TransferOutcome
 from controlplane.transfer.settings import TransferSettings
-from flotilla.errors import InstanceUnavailable, InvalidRequest, NotFound, TransferRefused
+from flotilla.errors import InstanceUnavailable, InvalidRequest, TransferRefused
 from instances.engine.config import EngineConfig
 from instances.kv_transfer import KVPages
 from instances.models.loader import LoadedModel, load_model
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 
 class LoopEndpoint:
-    """An in-process replica's transfer verbs (a `controlplane.transfer.driver.TransferEndpoint`):
+    """An in-process replica's transfer verbs (a `controlplane.transfer.endpoint.TransferEndpoint`):
     each runs between two of its steps through `StepLoop.call`. Page and payload handles are the
     source's pending calls, which the destination's verb awaits. A failure other than a refusal
     becomes `InstanceUnavailable`."""
@@ -53,7 +53,7 @@ class LoopEndpoint:
             return await pending
         except TransferRefused:
             raise
-        except Exception as e:  # noqa: BLE001 - the verb or the loop broke: the transfer fails, the request stays put
+        except Exception as e:  # the verb or the loop broke: the transfer fails, the request stays put
             raise InstanceUnavailable(f"instance {self.instance_id}: {type(e).__name__}: {e}") from e
 
     async def describe(self, request_id: str) -> MigrationCandidate:
@@ -176,11 +176,8 @@ class LocalCluster:
 
     # ---- migration and drain (the controller's verbs) -------------------------------------------
     def locate(self, request_id: str) -> str:
-        """The instance serving a request in flight here; NotFound otherwise."""
-        iid = self.router.instance_of(request_id)
-        if iid is None:
-            raise NotFound(f"request {request_id!r} is not in flight through this gateway")
-        return iid
+        """The instance serving a request this gateway streams; NotFound otherwise."""
+        return self.router.locate(request_id)
 
     async def migration_candidates(self, instance_ids: list[str]) -> dict[str, list[MigrationCandidate]]:
         """What each running instance of `instance_ids` could give away now."""

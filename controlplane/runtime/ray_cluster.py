@@ -33,7 +33,7 @@ from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
 from controlplane.transfer.protocol import TransferOutcome
 from controlplane.transfer.settings import TransferSettings
-from flotilla.errors import InstanceUnavailable, InvalidRequest, NotFound
+from flotilla.errors import InstanceUnavailable, InvalidRequest
 from instances.actor import RemoteInstanceActor
 from instances.replica import ReplicaSpec
 from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate
@@ -139,10 +139,7 @@ class RayCluster:
 
     def locate(self, request_id: str) -> str:
         """The instance serving a request this gateway streams; NotFound otherwise."""
-        iid = self.router.instance_of(request_id)
-        if iid is None:
-            raise NotFound(f"request {request_id!r} is not in flight through this gateway")
-        return iid
+        return self.router.locate(request_id)
 
     async def migration_candidates(self, instance_ids: list[str]) -> dict[str, list[MigrationCandidate]]:
         """What each healthy instance of `instance_ids` could give away now."""

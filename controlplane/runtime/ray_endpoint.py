@@ -1,4 +1,4 @@
-"""`RayEndpoint`: an instance actor as a `TransferEndpoint` (`controlplane/transfer/driver.py`).
+"""`RayEndpoint`: an instance actor as a `TransferEndpoint` (`controlplane/transfer/endpoint.py`).
 
 Pages and payloads stay object refs: `export_stage` and `suspend` return the ref of the source's
 answer without waiting for it, and the destination's `import_stage` / `commit` take it as their

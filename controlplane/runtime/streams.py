@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from flotilla.errors import FlotillaError, StreamBroken
+from flotilla.errors import FlotillaError, NotFound, StreamBroken
 from instances.types import GenerationChunk
 
 
@@ -91,6 +91,13 @@ class StreamRouter:
         """The instance serving an open stream now (None when closed)."""
         st = self._streams.get(request_id)
         return None if st is None else st.instance_id
+
+    def locate(self, request_id: str) -> str:
+        """The instance serving an open stream now; NotFound when it is not in flight here."""
+        iid = self.instance_of(request_id)
+        if iid is None:
+            raise NotFound(f"request {request_id!r} is not in flight through this gateway")
+        return iid
 
     def moved(self, request_id: str, instance_id: str) -> None:
         """A migration committed: `request_id` now runs on `instance_id` (a no-op if closed)."""

@@ -38,32 +38,7 @@ from __future__ import annotations
 import enum
 
 from controlplane.scheduling.migration import MigrationOrder
-from controlplane.transfer.protocol import (
-    SOURCE_GONE,
-    Abandon,
-    Abort,
-    AbortDestination,
-    Action,
-    AwaitStep,
-    Committed,
-    CopyStage,
-    Describe,
-    Described,
-    Event,
-    PeerLost,
-    Refused,
-    Release,
-    Released,
-    Reserve,
-    Reserved,
-    Resume,
-    StageCopied,
-    StepDone,
-    StopAndCopy,
-    Suspended,
-    TimedOut,
-    TransferOutcome,
-)
+from controlplane.transfer import protocol as tp
 from controlplane.transfer.settings import TransferSettings
 
 
@@ -96,102 +71,102 @@ class Transfer:
         self.blocks = 0
         self.nbytes = 0
         self.downtime_s = 0.0
-        self.outcome: TransferOutcome | None = None
+        self.outcome: tp.TransferOutcome | None = None
 
     @property
     def done(self) -> bool:
         return self.phase is Phase.DONE
 
-    def start(self, now: float) -> list[Action]:
+    def start(self, now: float) -> list[tp.Action]:
         if self.phase is not Phase.NEW:
             raise RuntimeError(f"transfer of {self.order.request_id} already started")
         self.phase = Phase.DESCRIBING
-        return [Describe()]
+        return [tp.Describe()]
 
-    def on(self, event: Event) -> list[Action]:
+    def on(self, event: tp.Event) -> list[tp.Action]:
         phase = self.phase
         if phase is Phase.DONE:
             return []
         if phase is Phase.NEW:
             raise RuntimeError(f"transfer of {self.order.request_id}: {type(event).__name__} before start")
-        if isinstance(event, (Refused, PeerLost, TimedOut, Abort)):
+        if isinstance(event, (tp.Refused, tp.PeerLost, tp.TimedOut, tp.Abort)):
             return self._failure(event)
-        if isinstance(event, Described) and phase is Phase.DESCRIBING:
+        if isinstance(event, tp.Described) and phase is Phase.DESCRIBING:
             if not event.running:
                 self.queued = True
                 return self._stop_and_copy()
             self.phase = Phase.RESERVING
-            return [Reserve(event.num_tokens)]
-        if isinstance(event, Reserved) and phase is Phase.RESERVING:
+            return [tp.Reserve(event.num_tokens)]
+        if isinstance(event, tp.Reserved) and phase is Phase.RESERVING:
             return self._copy_or_stop()
-        if isinstance(event, StageCopied) and phase is Phase.COPYING:
+        if isinstance(event, tp.StageCopied) and phase is Phase.COPYING:
             self.stages += 1
             self.copied = event.copied
             self.blocks += event.blocks
             self.nbytes += event.nbytes
             return self._copy_or_stop(event.source_blocks - event.copied)
-        if isinstance(event, StepDone) and phase is Phase.WAITING:
+        if isinstance(event, tp.StepDone) and phase is Phase.WAITING:
             return self._stop_and_copy()
-        if isinstance(event, Suspended) and phase is Phase.STOPPING:
+        if isinstance(event, tp.Suspended) and phase is Phase.STOPPING:
             self.suspended_at = event.now
             return []
-        if isinstance(event, Committed) and phase is Phase.STOPPING:
+        if isinstance(event, tp.Committed) and phase is Phase.STOPPING:
             self.blocks += event.blocks
             self.nbytes += event.nbytes
             self.downtime_s = event.now - (self.suspended_at if self.suspended_at is not None else event.now)
             self.phase = Phase.RELEASING
-            return [Release()]
-        if isinstance(event, Released) and phase is Phase.RELEASING:
+            return [tp.Release()]
+        if isinstance(event, tp.Released) and phase is Phase.RELEASING:
             if event.released:
                 self._end("committed")
                 return []
             self._end("finished", detail="aborted on the source during the migration")
-            return [AbortDestination()]
+            return [tp.AbortDestination()]
         raise RuntimeError(f"transfer of {self.order.request_id}: unexpected {type(event).__name__} "
                            f"while {phase.value}")
 
     # ---- transitions -----------------------------------------------------------------------------
-    def _copy_or_stop(self, left: int | None = None) -> list[Action]:
+    def _copy_or_stop(self, left: int | None = None) -> list[tp.Action]:
         """After the reservation (`left` None) or a stage: another stage, or wait for the source's
         step boundary and stop and copy."""
         s = self.settings
         if self.stages < s.max_stages and (left is None or left > s.last_stage_blocks):
             self.phase = Phase.COPYING
-            return [CopyStage(self.copied)]
+            return [tp.CopyStage(self.copied)]
         self.phase = Phase.WAITING
-        return [AwaitStep()]
+        return [tp.AwaitStep()]
 
-    def _stop_and_copy(self) -> list[Action]:
+    def _stop_and_copy(self) -> list[tp.Action]:
         self.phase = Phase.STOPPING
-        return [StopAndCopy(self.copied, self.queued)]
+        return [tp.StopAndCopy(self.copied, self.queued)]
 
-    def _failure(self, event: Refused | PeerLost | TimedOut | Abort) -> list[Action]:
+    def _failure(self, event: tp.Refused | tp.PeerLost | tp.TimedOut | tp.Abort) -> list[tp.Action]:
         phase = self.phase
         if phase is Phase.RELEASING:
-            if isinstance(event, Abort):
+            if isinstance(event, tp.Abort):
                 return []  # committed: nothing to call off
             self._end("committed", detail=f"the release on the source failed: {_detail(event)}")
             return []
-        if isinstance(event, Refused):
-            gone = event.reason in SOURCE_GONE
+        if isinstance(event, tp.Refused):
+            gone = event.reason in tp.SOURCE_GONE
             self._end(event.reason if gone else "refused", "" if gone else event.reason, event.detail)
         else:
             gone = False
-            result = {PeerLost: "failed", TimedOut: "timeout", Abort: "aborted"}[type(event)]
+            result = {tp.PeerLost: "failed", tp.TimedOut: "timeout", tp.Abort: "aborted"}[type(event)]
             self._end(result, detail=event.detail)
-        if phase is Phase.DESCRIBING or (phase is Phase.RESERVING and isinstance(event, Refused)):
+        if phase is Phase.DESCRIBING or (phase is Phase.RESERVING and isinstance(event, tp.Refused)):
             return []
         if phase is Phase.STOPPING and not gone:
-            return [Abandon(), Resume()]
-        return [Abandon()]
+            return [tp.Abandon(), tp.Resume()]
+        return [tp.Abandon()]
 
     def _end(self, result: str, reason: str = "", detail: str = "") -> None:
         """Set the outcome; a committed stop-and-copy counts as the last stage."""
         committed = self.phase is Phase.RELEASING
         self.phase = Phase.DONE
-        self.outcome = TransferOutcome(self.order, result, reason, detail, self.stages + committed, self.blocks,
-                                       self.nbytes, self.downtime_s, self.suspended_at)
+        self.outcome = tp.TransferOutcome(self.order, result, reason, detail, self.stages + committed,
+                                          self.blocks, self.nbytes, self.downtime_s, self.suspended_at)
 
 
-def _detail(event: Refused | PeerLost | TimedOut) -> str:
-    return event.detail or (event.reason if isinstance(event, Refused) else "")
+def _detail(event: tp.Refused | tp.PeerLost | tp.TimedOut) -> str:
+    return event.detail or (event.reason if isinstance(event, tp.Refused) else "")

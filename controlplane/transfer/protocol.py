@@ -77,7 +77,8 @@ class AbortDestination:
     """Destination (undo): the request was aborted on the source during the move; abort it here."""
 
 
-Action = Describe | Reserve | CopyStage | AwaitStep | StopAndCopy | Release | Abandon | Resume | AbortDestination
+Action = (Describe | Reserve | CopyStage | AwaitStep | StopAndCopy | Release | Abandon | Resume
+          | AbortDestination)
 UNDO = (Abandon, Resume, AbortDestination)
 
 

@@ -27,6 +27,8 @@ class TransferSettings:
 
     def __post_init__(self) -> None:
         if self.last_stage_blocks < 0 or self.max_stages < 0 or self.stage_chunk_blocks < 1:
-            raise ValueError("migration.last_stage_blocks and max_stages must be >= 0, stage_chunk_blocks >= 1")
+            raise ValueError("migration.last_stage_blocks and max_stages must be >= 0, "
+                             "stage_chunk_blocks >= 1")
         if not (math.isfinite(self.transfer_timeout_s) and self.transfer_timeout_s > 0):
-            raise ValueError(f"migration.transfer_timeout_s must be a finite number > 0, got {self.transfer_timeout_s}")
+            raise ValueError(f"migration.transfer_timeout_s must be a finite number > 0, "
+                             f"got {self.transfer_timeout_s}")

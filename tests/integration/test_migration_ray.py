@@ -21,9 +21,10 @@ from controlplane.transfer.protocol import TransferOutcome
 from controlplane.transfer.settings import TransferSettings
 from flotilla.errors import MigrationBusy
 from instances.engine.config import EngineConfig
-from instances.models.loader import load_model
-from instances.replica import Replica, ReplicaSpec
-from instances.types import EngineRequest, SamplingParams
+from instances.replica import ReplicaSpec
+from instances.types import EngineRequest
+from tests.helpers import migration as helpers
+from tests.helpers.migration import Outcomes, make_requests, stream
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -32,46 +33,8 @@ ENGINE = EngineConfig(block_size=8, num_blocks=512, max_num_batched_tokens=256, 
 IDS = [f"instance-{i}" for i in range(3)]
 
 
-def make_requests(n: int, seed: int, prefix: str, max_tokens: tuple[int, int] = (60, 120)) -> list[EngineRequest]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        prompt = [rng.randrange(3, 250) for _ in range(rng.randrange(10, 200))]
-        seeded = i % 3 == 2
-        sampling = SamplingParams(max_tokens=rng.randrange(*max_tokens), temperature=0.8 if seeded else 0.0,
-                                  seed=500 + i if seeded else None, ignore_eos=True)
-        out.append(EngineRequest(f"{prefix}{i}", prompt, sampling))
-    return out
-
-
-class Outcomes(list):
-    """A MigrationObserver keeping the outcomes."""
-
-    def migration_started(self, order: MigrationOrder) -> None:
-        pass
-
-    def migration_finished(self, outcome: TransferOutcome) -> None:
-        self.append(outcome)
-
-
 def reference(reqs: list[EngineRequest]) -> dict[str, list[int]]:
-    """Tokens of every request run together on one local engine, no migration."""
-    replica = Replica.build(ReplicaSpec("ref", "tiny-llama", ENGINE), load_model("tiny-llama"))
-    for r in reqs:
-        replica.add(r)
-    out: dict[str, list[int]] = {r.request_id: [] for r in reqs}
-    while replica.has_work():
-        for c in replica.step():
-            out[c.request_id].extend(c.token_ids)
-    return out
-
-
-async def stream(cluster: RayCluster, iid: str, req: EngineRequest) -> list[int]:
-    tokens: list[int] = []
-    async for chunk in cluster.generate(iid, req):
-        assert chunk.first_index == len(tokens)  # no duplicate, no gap
-        tokens.extend(chunk.token_ids)
-    return tokens
+    return helpers.reference(ENGINE, reqs)
 
 
 async def settled_views(cluster: RayCluster) -> dict[str, object]:

@@ -17,8 +17,9 @@ from controlplane.transfer.settings import TransferSettings
 from flotilla.errors import MigrationBusy
 from instances.engine.config import EngineConfig
 from instances.models.loader import load_model
-from instances.replica import Replica, ReplicaSpec
-from instances.types import EngineRequest, SamplingParams
+from instances.types import EngineRequest
+from tests.helpers import migration as helpers
+from tests.helpers.migration import Outcomes, make_requests, stream
 
 ENGINE = EngineConfig(block_size=8, num_blocks=256, max_num_batched_tokens=128, max_num_seqs=16, max_model_len=512)
 IDS = ("instance-0", "instance-1", "instance-2")
@@ -30,43 +31,11 @@ def loaded():
 
 
 def requests(n: int, seed: int, max_tokens: int = 80) -> list[EngineRequest]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        seeded = i % 3 == 2
-        sampling = SamplingParams(max_tokens=max_tokens, temperature=0.8 if seeded else 0.0,
-                                  seed=700 + i if seeded else None, ignore_eos=True)
-        out.append(EngineRequest(f"q{seed}-{i}", [rng.randrange(3, 250) for _ in range(rng.randrange(8, 90))], sampling))
-    return out
-
-
-class Outcomes(list):
-    """A MigrationObserver keeping the outcomes."""
-
-    def migration_started(self, order) -> None:
-        pass
-
-    def migration_finished(self, outcome) -> None:
-        self.append(outcome)
+    return make_requests(n, seed, f"q{seed}-", (max_tokens, max_tokens + 1), (8, 90))
 
 
 def reference(loaded, reqs: list[EngineRequest]) -> dict[str, list[int]]:
-    replica = Replica.build(ReplicaSpec("ref", "tiny-llama", ENGINE), loaded)
-    for r in reqs:
-        replica.add(r)
-    out: dict[str, list[int]] = {r.request_id: [] for r in reqs}
-    while replica.has_work():
-        for c in replica.step():
-            out[c.request_id].extend(c.token_ids)
-    return out
-
-
-async def stream(cluster: LocalCluster, iid: str, req: EngineRequest) -> list[int]:
-    tokens: list[int] = []
-    async for chunk in cluster.generate(iid, req):
-        assert chunk.first_index == len(tokens)  # no duplicate, no gap
-        tokens.extend(chunk.token_ids)
-    return tokens
+    return helpers.reference(ENGINE, reqs, loaded)
 
 
 async def idle(cluster: LocalCluster) -> None:

@@ -1,5 +1,5 @@
 """`FakeEndpoint`: an engine's transfer verbs in memory, with faults to inject (a test double of
-`controlplane.transfer.driver.TransferEndpoint`, the protocol `instances/replica.py` implements).
+`controlplane.transfer.endpoint.TransferEndpoint`, the protocol `instances/replica.py` implements).
 
 A request has tokens, computed tokens and blocks of `block_size`; a source request decodes
 `decode_per_call` tokens before each verb runs on its engine (the steps between the calls). Pages
