@@ -2,13 +2,15 @@
 
 A *page* is one block of one sequence across every layer: K and V of `block_size` token slots,
 `[layers, 2, block_size, kv_heads, head_dim]`. `export_pages` gathers pages from the cache tensors
-into one contiguous host buffer (`KVPages.data`, a numpy byte array, so Ray's object store hands
-it to the destination without a copy) with a CRC-32 per page; `import_pages` verifies each page's
-checksum before writing any of them, so a corrupt transfer changes nothing.
+into one contiguous host buffer in a single pass (`KVPages.data`, a numpy byte array, so Ray's
+object store hands it to the destination without a copy) with a CRC-32 per page; `import_pages`
+verifies each page's checksum before writing any of them, so a corrupt transfer changes nothing,
+and reads the buffer where it lies.
 """
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,10 +64,12 @@ def export_pages(
     page_shape = (len(kv_caches), 2, *cache.shape[2:])
     if block_ids:
         ids = torch.tensor(list(block_ids), dtype=torch.int64, device=cache.device)
-        # [n, layers, 2, block_size, heads, dim]: each page contiguous
-        pages = torch.stack([c.index_select(1, ids) for c in kv_caches]).permute(2, 0, 1, 3, 4, 5)
-        host = pages.contiguous().cpu()
-        data = host.view(torch.uint8).reshape(len(block_ids), -1).numpy()
+        # one pass: each layer's blocks gathered straight into their place in the page-major buffer
+        # ([n, layers, 2, block_size, heads, dim], each page contiguous)
+        pages = torch.empty((len(block_ids), *page_shape), dtype=cache.dtype, device=cache.device)
+        for layer, c in enumerate(kv_caches):
+            torch.index_select(c.transpose(0, 1), 0, ids, out=pages[:, layer])
+        data = pages.cpu().view(torch.uint8).reshape(len(block_ids), -1).numpy()
     else:
         data = np.zeros((0, 0), dtype=np.uint8)
     return KVPages(request_id, first_block, data, [checksum(row) for row in data], str(cache.dtype),
@@ -88,8 +92,9 @@ def import_pages(kv_caches: Sequence[torch.Tensor], block_ids: Sequence[int], pa
     for i, (row, crc) in enumerate(zip(pages.data, pages.checksums, strict=True)):
         if checksum(row) != crc:
             raise CorruptPages(f"request {pages.request_id}: page {pages.first_block + i} fails its checksum")
-    data = pages.data if pages.data.flags.writeable else pages.data.copy()  # Ray hands read-only views
-    raw = torch.from_numpy(np.ascontiguousarray(data))
+    with warnings.catch_warnings():  # Ray hands read-only buffers: torch says so, and we only read them
+        warnings.filterwarnings("ignore", message="The given (NumPy array|buffer) is not writable")
+        raw = torch.frombuffer(np.ascontiguousarray(pages.data), dtype=torch.uint8)
     tensor = raw.view(cache.dtype).reshape(pages.num_pages, *expected).to(cache.device)
     ids = torch.tensor(list(block_ids), dtype=torch.int64, device=cache.device)
     for layer, c in enumerate(kv_caches):
