@@ -176,7 +176,8 @@ def plot(results: dict, title: str, path: Path) -> None:
     lengths = results["lengths"]
     xs = [s["seq_tokens"] or s["length"] for s in lengths]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("downtime_s", "downtime: in no batch"), ("gateway_downtime_s", "downtime at the gateway"),
+    for key, label in (("downtime_s", "downtime: in no batch"), ("source_step_s", "source's decode step (target)"),
+                       ("gateway_downtime_s", "downtime at the gateway"),
                        ("migrator_downtime_s", "suspend call -> commit answer"),
                        ("stall_s", "stall incl. pre-copy (gateway)")):
         pts = [(x, 1e3 * s[key]) for x, s in zip(xs, lengths) if s[key] is not None and s[key] > 0]

@@ -17,9 +17,10 @@ each runs between two steps): `migration_candidates`, `describe`, `export_stage`
 `resume` / `release_migrated` on the source, `reserve` / `import_stage` / `hold` / `commit` /
 `abandon` on the destination, `set_draining`.
 Pages and payloads are return values, so Ray's object store carries them from source to
-destination without passing through the controller. `suspend` takes the request's chunks not yet
-polled by its gateway out of the outbox: they travel in the payload and leave the destination
-first (or go back into the outbox on `resume`), so the gateway sees each token once, in order.
+destination without passing through the controller. `suspend` copies the request's chunks not yet
+polled by its gateway into the payload and leaves them in the outbox too: the gateway's next poll
+of the source usually brings them at once, and the destination hands the copy out first in case
+the source is gone by then; the gateway's router drops whichever copy comes second.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ class InstanceActor:
         self._ready: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._loop: StepLoop | None = None
         self._task: asyncio.Task | None = None
-        self._carried: dict[str, list[GenerationChunk]] = {}  # chunks of suspended requests
 
     async def start(self) -> InstanceStats:
         if self._loop is None:
@@ -117,23 +117,14 @@ class InstanceActor:
         payload = await self._step_loop().call(lambda r: r.suspend(request_id, first_block))
         payload.owner = self._owner.get(request_id, "")
         if payload.owner:
-            outbox = self._outbox[payload.owner]
-            payload.chunks = [c for c in outbox if c.request_id == request_id]
-            if payload.chunks:
-                outbox[:] = [c for c in outbox if c.request_id != request_id]
-        self._carried[request_id] = payload.chunks
+            payload.chunks = [c for c in self._outbox[payload.owner] if c.request_id == request_id]
         return payload
 
     async def resume(self, request_id: str) -> bool:
-        chunks = self._carried.pop(request_id, [])
-        resumed = await self._step_loop().call(lambda r: r.resume(request_id))
-        if resumed and chunks:
-            self._route(chunks)
-        return resumed
+        return await self._step_loop().call(lambda r: r.resume(request_id))
 
     async def release_migrated(self, request_id: str) -> bool:
         """The request now runs elsewhere; False if it had been aborted here meanwhile."""
-        self._carried.pop(request_id, None)
         self._owner.pop(request_id, None)
         return await self._step_loop().call(lambda r: r.release_migrated(request_id))
 
