@@ -22,8 +22,13 @@ from controlplane.transfer.endpoint import TransferEndpoint
 from controlplane.transfer.protocol import TransferOutcome
 from controlplane.transfer.settings import TransferSettings
 
-MIN_HOLD_S = 0.05
+MIN_HOLD_S = 0.1
 """The least a destination holds its next step for a stop-and-copy (see `Migrator.hold_s`)."""
+
+HOLD_STEPS = 4
+"""A destination holds its next step for at most this many of the source's step times: the rest
+of the source's step in progress, plus the hops of its state. A step's time in the snapshot is its
+forward pass; the interval between steps (batching, detokenizing, answering calls) is longer."""
 
 
 class MigrationObserver(Protocol):
@@ -38,8 +43,9 @@ class Migrator:
     """Runs migrations between the instances of `endpoints` (instance id -> its endpoint).
 
     `step_time(instance_id)`: the instance's latest step time in seconds, from its last snapshot;
-    a destination holds its next step for twice the source's step time (at least `MIN_HOLD_S`, at
-    most the call timeout) while the source finishes its step in progress and suspends."""
+    a destination holds its next step for at most `HOLD_STEPS` of the source's step times (at least
+    `MIN_HOLD_S`, at most the call timeout) while the source finishes its step in progress and
+    suspends; the hold ends as soon as the request is committed."""
 
     def __init__(
         self,
@@ -72,7 +78,7 @@ class Migrator:
 
     def hold_s(self, source: str) -> float:
         """How long the destination holds its next step for the stop-and-copy from `source`."""
-        return min(self.settings.transfer_timeout_s, max(MIN_HOLD_S, 2 * self.step_time(source)))
+        return min(self.settings.transfer_timeout_s, max(MIN_HOLD_S, HOLD_STEPS * self.step_time(source)))
 
     async def migrate(self, order: MigrationOrder) -> TransferOutcome:
         """Carry out `order` (after `admit`, which it calls); never raises for a failed migration,
