@@ -1,6 +1,7 @@
 """StepLoop: submissions validated at once, applied between steps, chunks pushed, aborts honoured."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -74,3 +75,30 @@ def test_a_request_that_can_never_run_is_refused_at_submit():
     loop = StepLoop(replica, lambda chunks: None)
     with pytest.raises(ValueError, match="context"):
         loop.submit(EngineRequest("long", [1] * 200, SamplingParams(max_tokens=1)))
+
+
+@pytest.mark.parametrize("inline", [False, True])
+async def test_a_hold_stops_the_steps_until_unheld_or_its_deadline_while_calls_still_run(inline):
+    replica = Replica.build(ReplicaSpec("i0", "tiny-llama", ENGINE))
+    pushed = []
+    loop = StepLoop(replica, pushed.extend, inline=inline)
+    task = asyncio.create_task(loop.run())
+    try:
+        loop.submit(request("a", 100))
+        while not pushed:
+            await asyncio.sleep(0.001)
+        await loop.hold("r", 30.0)  # in place from the next step boundary
+        steps = loop.stats().steps
+        await asyncio.sleep(0.2)
+        assert loop.stats().steps == steps  # no step while held ...
+        assert await loop.call(lambda r: r.engine.stats().running) == 1  # ... but calls run at once
+        loop.unhold("r")
+        while loop.stats().steps == steps:
+            await asyncio.sleep(0.001)
+        await loop.hold("short", 0.1)  # a hold nobody ends runs out
+        held_at, steps = time.monotonic(), loop.stats().steps
+        while loop.stats().steps == steps:
+            await asyncio.sleep(0.001)
+        assert time.monotonic() - held_at >= 0.09
+    finally:
+        task.cancel()
