@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from controlplane.runtime.sim.instance import SimInstance
 from controlplane.transfer import protocol as tp
@@ -26,8 +26,15 @@ from controlplane.transfer.core import Transfer
 from flotilla.errors import TransferRefused
 from instances.engine.migration import SequenceState
 
-if TYPE_CHECKING:
-    from controlplane.runtime.sim.migration import MigrationModel
+
+class CopyCost(Protocol):
+    """How long copies take (`migration.MigrationModel` is one)."""
+
+    overhead_s: float
+
+    def copy_s(self, blocks: int) -> float:
+        """Seconds to copy `blocks` KV blocks from one instance to another."""
+        ...
 
 
 Later = Callable[[float, Callable[[float], None]], None]
@@ -51,7 +58,7 @@ class SimTransfers:
     time `at`; `touch(k)` / `settle(k)` surround a change to instance k outside its steps (see the
     simulation loop); `on_end(move)` hears of each transfer's end, once."""
 
-    def __init__(self, model: MigrationModel, instances: list[SimInstance], later: Later,
+    def __init__(self, model: CopyCost, instances: list[SimInstance], later: Later,
                  touch: Callable[[int], None], settle: Callable[[int], None], on_end: Callable[[Move], None]) -> None:
         self.model = model
         self.instances = instances
