@@ -8,7 +8,9 @@ Before each migration `r` gets `settle` tokens, then a baseline window of `windo
 instance with nothing migrating. Recorded: every token's arrival time at the gateway, both
 instances' step traces, and (the migrator's clock is `time.perf_counter`, the outcome's
 `suspended_at` and `downtime_s`) when the suspend was sent and the commit answered. `benchmarks/migration_analysis.py` turns these into the figures of a row:
-- `downtime_s`: r in no running batch, source's last step with it to destination's first (traces);
+- `downtime_s`: r in no running batch, source's last step with it to destination's first (traces;
+  the steps after the suspend was sent are searched, so another request ending during the copy is
+  not taken for r leaving);
 - `gateway_downtime_s`: r's last token before the suspend to its first from the destination
   (the source's last token travels in the payload and arrives at the commit), minus as many
   normal inter-token times (the median in the baseline window);
@@ -185,7 +187,7 @@ async def migrate_once(
         wbase, wmig, wcopy = (w(base[0]), w(base[1])), (w(t_start), w(t_commit)), (w(t_start), w(t_susp))
         blocked, blocked_total = loop_blocked(s_steps, *wmig)
         row.update(
-            downtime_s=no_batch_gap(s_steps, d_steps, w(t_start), len(r.req.prompt_token_ids) // 2),
+            downtime_s=no_batch_gap(s_steps, d_steps, w(t_susp), len(r.req.prompt_token_ids) // 2),
             source_step_s=median_step(s_steps, *wbase),
             source_slowdown=step_slowdown(s_steps, wbase, wcopy),
             destination_slowdown=step_slowdown(d_steps, wbase, wcopy),

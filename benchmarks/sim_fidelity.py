@@ -619,8 +619,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = {
         "command": "python -m benchmarks.sim_fidelity " + " ".join(sys.argv[1:] if argv is None else argv),
         "model": args.model, "instances": args.instances, "set": args.set, "runtime": config.cluster.runtime,
-        "scheduling_profile": {config.gateway.default_profile: config.scheduling.profiles[
-            config.gateway.default_profile].model_dump()},
+        "scheduling_profile": {config.gateway.default_profile: asdict(config.scheduling.profiles[
+            config.gateway.default_profile])},
         "sweep_rates": [_json_rate(r) for r in args.rates], "load": args.load, "quick": args.quick,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpus": os.cpu_count(),
         "platform": platform.platform(), "python": platform.python_version(),
