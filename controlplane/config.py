@@ -1,6 +1,10 @@
 """Flotilla's configuration tree and its loader.
 
-Every section is a frozen pydantic model that forbids unknown keys. `load_config` deep-merges a YAML
+Every section forbids unknown keys. A setting is declared once, in the frozen dataclass of the
+lowest layer that uses it (`EngineConfig`, `TransferSettings`, `ControllerSettings`, the plugins'
+settings of `registry.PLUGIN_SETTINGS`): the tree validates those dataclasses as they are (their
+bounds are `annotated_types` metadata), or builds its section from their fields (`engine`,
+`plugins`); the sections only this edge has are pydantic models. `load_config` deep-merges a YAML
 file onto the defaults, then dotted-key overrides onto that, and validates; any problem becomes one
 `ConfigError` whose message is a single line naming where (file or overrides), the key path and the
 problem, e.g. `config error in flotilla.yaml: engine.block_size: Input should be greater than 0`.
