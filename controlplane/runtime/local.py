@@ -17,6 +17,7 @@ from typing import TypeVar
 import torch
 
 from controlplane.controller.migrator import MigrationObserver, Migrator
+from controlplane.controller.settings import ControllerSettings
 from controlplane.runtime.streams import StreamRouter
 from controlplane.runtime.tasks import cancel_and_wait
 from controlplane.scheduling.migration import MigrationOrder
@@ -100,7 +101,7 @@ class LocalCluster:
     """`num_instances` replicas of one model in this process."""
 
     def __init__(self, loaded: LoadedModel, loops: dict[str, StepLoop], router: StreamRouter, model: str = "",
-                 transfer: TransferSettings | None = None, max_in_flight: int = 2) -> None:
+                 transfer: TransferSettings | None = None, max_in_flight: int = ControllerSettings.max_in_flight) -> None:
         self.loaded = loaded
         self.loops = loops
         self.router = router
@@ -130,7 +131,7 @@ class LocalCluster:
     async def create(
         cls, model: str, num_instances: int, engine: EngineConfig, *, dtype: str = "float32",
         loaded: LoadedModel | None = None, step_trace_dir: str | None = None,
-        transfer: TransferSettings | None = None, max_in_flight: int = 2,
+        transfer: TransferSettings | None = None, max_in_flight: int = ControllerSettings.max_in_flight,
     ) -> LocalCluster:
         """Load `model` once in `dtype` (unless `loaded` is given) and start `num_instances` replicas
         (each writing a step trace into `step_trace_dir` if given); migrations run with `transfer`

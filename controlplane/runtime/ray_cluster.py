@@ -26,6 +26,7 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from controlplane.controller.migrator import MigrationObserver, Migrator
+from controlplane.controller.settings import ControllerSettings
 from controlplane.runtime.ray_endpoint import RayEndpoint
 from controlplane.runtime.streams import StreamRouter
 from controlplane.runtime.tasks import cancel_and_wait
@@ -54,7 +55,7 @@ class RayCluster:
 
     def __init__(
         self, instances: dict[str, _Instance], gateway_id: str, owns_ray: bool, model: str,
-        transfer: TransferSettings | None = None, max_in_flight: int = 2,
+        transfer: TransferSettings | None = None, max_in_flight: int = ControllerSettings.max_in_flight,
     ) -> None:
         self.instances = instances
         self.gateway_id = gateway_id
@@ -75,7 +76,7 @@ class RayCluster:
     @classmethod
     async def start(
         cls, specs: list[ReplicaSpec], *, num_cpus_per_instance: float = 1.0, address: str | None = None,
-        transfer: TransferSettings | None = None, max_in_flight: int = 2,
+        transfer: TransferSettings | None = None, max_in_flight: int = ControllerSettings.max_in_flight,
     ) -> RayCluster:
         """Start Ray (a local one unless `address`), create and start one actor per spec."""
         owns_ray = not ray.is_initialized()

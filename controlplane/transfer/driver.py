@@ -46,9 +46,10 @@ async def run_transfer(
                 forward = action
         if forward is None:
             break
-        if isinstance(forward, tp.Release):
+        event = await driver.forward(forward)
+        if isinstance(event, tp.Committed):
             on_commit()
-        actions = transfer.on(await driver.forward(forward))
+        actions = transfer.on(event)
     assert transfer.outcome is not None
     return transfer.outcome
 
