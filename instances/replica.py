@@ -87,9 +87,14 @@ class Replica:
         return cls(engine, OutputProcessor(loaded.tokenizer.backend), spec.model)
 
     def add(self, req: EngineRequest) -> None:
-        """Queue a request; ValueError (user-facing message) if it can never run here."""
+        """Queue a request; ValueError (user-facing message) if it can never run here. A resumed
+        request's detokenizer starts where its text stopped (`Resumed`)."""
         self.engine.add_request(req)
-        self.output.add(req.request_id, req.sampling)
+        if req.resumed is None:
+            self.output.add(req.request_id, req.sampling)
+        else:
+            r = req.resumed
+            self.output.adopt(req.request_id, req.sampling, r.output_token_ids, r.sent_chars)
 
     def abort(self, request_id: str) -> None:
         self.engine.abort(request_id)

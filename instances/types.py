@@ -8,6 +8,7 @@ reads `InstanceStats`. All are plain dataclasses so they pickle cheaply through 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 
 
@@ -17,14 +18,24 @@ class FinishReason(str, enum.Enum):
     STOP = "stop"  # EOS, a stop token id or a stop string
     LENGTH = "length"  # max_tokens or the model's context reached
     ABORT = "abort"  # aborted by the client or the control plane
+    ERROR = "error"  # the engine could not go on with this request alone (its `error` says why)
+
+
+GREEDY_BELOW = 1e-5
+"""A temperature below this samples greedily (vLLM's rule): dividing logits by it overflows."""
+
+SEED_RANGE = (-(2**63), 2**64 - 1)
+"""The seeds a request may give: anything a 64-bit generator takes (signed or unsigned)."""
 
 
 @dataclass(frozen=True)
 class SamplingParams:
     """Per-request sampling settings, validated by `validate()`.
 
-    `temperature == 0` means greedy. `top_k <= 0` disables top-k; `top_p == 1` disables top-p.
-    `seed` makes sampling reproducible per request, independent of batch composition.
+    `temperature` below `GREEDY_BELOW` means greedy. `top_k <= 0` disables top-k; `top_p == 1`
+    disables top-p. `seed` makes sampling reproducible per request, independent of batch
+    composition and of where the request runs (each token's draw is seeded by the seed and the
+    token's position, so a request moved or resumed elsewhere draws what it would have drawn).
     `logprobs` is the number of top alternatives to report per token (None: no logprobs).
     """
 
@@ -40,16 +51,18 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        return self.temperature < GREEDY_BELOW
 
     def validate(self) -> None:
         """Raise ValueError with a user-facing message when a field is out of range."""
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 <= self.temperature < math.inf:
+            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise ValueError(f"seed must fit in 64 bits ({SEED_RANGE[0]} to {SEED_RANGE[1]}), got {self.seed}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
         if self.logprobs is not None and not 0 <= self.logprobs <= 20:
@@ -83,6 +96,18 @@ class EngineRequest:
     eos_token_ids: tuple[int, ...] = ()
     slo_ttft_s: float | None = None
     slo_tpot_s: float | None = None
+    resumed: Resumed | None = None
+
+
+@dataclass
+class Resumed:
+    """What a request had produced before its instance was lost: its output tokens, their
+    logprobs (when it asked for them; one per token) and how many characters of its text were
+    already handed out (the rest, held back for stop strings, comes from the new instance)."""
+
+    output_token_ids: list[int]
+    output_logprobs: list[TokenLogprob] | None
+    sent_chars: int
 
 
 @dataclass
@@ -99,7 +124,8 @@ class RequestDelta:
     """What one engine step produced for one request.
 
     `first_index` is the index (0-based, among output tokens) of `token_ids[0]`, so a consumer can drop
-    duplicates and detect gaps. `finish_reason` is set on the request's last delta only.
+    duplicates and detect gaps. `finish_reason` is set on the request's last delta only; with
+    `FinishReason.ERROR`, `error` says what went wrong.
     """
 
     request_id: str
@@ -109,6 +135,7 @@ class RequestDelta:
     finish_reason: FinishReason | None = None
     num_prompt_tokens: int = 0
     num_cached_tokens: int = 0
+    error: str | None = None
 
 
 @dataclass
@@ -155,7 +182,7 @@ class GenerationChunk:
     Like `RequestDelta` plus the detokenized `text` of these tokens (stop strings already applied:
     text past a stop string is cut, and text that may begin a stop string is held back until it
     can be decided). `first_index` numbers output tokens from 0 so the consumer can drop duplicates
-    and detect gaps.
+    and detect gaps. `error` comes with `FinishReason.ERROR`.
     """
 
     request_id: str
@@ -166,6 +193,7 @@ class GenerationChunk:
     finish_reason: FinishReason | None = None
     num_prompt_tokens: int = 0
     num_cached_tokens: int = 0
+    error: str | None = None
 
 
 @dataclass(frozen=True)

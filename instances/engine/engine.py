@@ -69,6 +69,11 @@ class Engine:
             )
         if req.request_id in self.scheduler.requests:
             raise ValueError(f"request id {req.request_id!r} is already in this engine")
+        if req.resumed is not None:
+            done = len(req.resumed.output_token_ids)
+            if done >= req.sampling.max_tokens or n + done >= self.config.max_model_len:
+                raise ValueError(f"request {req.request_id!r} resumes with {done} output tokens, "
+                                 "which already ended it")
 
     def add_request(self, req: EngineRequest) -> None:
         """Queue a request after `check`ing it."""
@@ -222,7 +227,7 @@ class Engine:
         first = seq.num_emitted
         seq.num_emitted = len(seq.output_token_ids)
         # positional, in RequestDelta's field order (request_id, first_index, token_ids, logprobs,
-        # finish_reason, num_prompt_tokens, num_cached_tokens): one is built per sequence per step,
+        # finish_reason, num_prompt_tokens, num_cached_tokens, error): one is built per sequence per step,
         # and keyword arguments make that construction about twice as slow
         return RequestDelta(
             seq.request_id,
@@ -232,6 +237,7 @@ class Engine:
             seq.finish_reason,
             seq.num_prompt_tokens,
             seq.num_cached_tokens,
+            seq.error,
         )
 
     def stats(self) -> InstanceStats:

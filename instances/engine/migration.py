@@ -7,7 +7,8 @@ pages). Every verb runs between two steps, never inside one.
 Source side. `suspend` takes a running or waiting request out of the scheduler without freeing its
 blocks (status SUSPENDED): the next steps neither schedule nor report it, and its KV blocks stay
 as they are for the last copy. `state` captures everything the destination needs to continue it
-exactly: tokens, computed count, logprobs and the seeded generator's state. `resume` puts it back
+exactly: tokens, computed count and logprobs (a seeded request's draws depend
+on its seed and positions only, see `sampler`). `resume` puts it back
 (running when it holds computed blocks, else waiting), `release` frees it after a commit elsewhere.
 
 Destination side. `reserve` allocates blocks for a request that is not here yet (refusing with
@@ -26,8 +27,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from flotilla.errors import TransferRefused
 from instances.engine.scheduler import LocalScheduler
 from instances.engine.sequence import Sequence, SequenceStatus
@@ -38,8 +37,7 @@ from instances.types import EngineRequest, SamplingParams, TokenLogprob
 class SequenceState:
     """A request's engine state, enough to continue it elsewhere (picklable).
 
-    `num_computed_tokens` tokens have K/V in the `num_kv_blocks` leading blocks that travel with it;
-    `generator_state` is the seeded sampler's RNG state (None without a seed)."""
+    `num_computed_tokens` tokens have K/V in the `num_kv_blocks` leading blocks that travel with it."""
 
     request: EngineRequest
     output_token_ids: list[int]
@@ -47,7 +45,6 @@ class SequenceState:
     num_computed_tokens: int
     num_cached_tokens: int
     num_preemptions: int
-    generator_state: bytes | None = None
     block_size: int = 16
 
     @property
@@ -75,7 +72,6 @@ class Reservation:
 
 def state_of(seq: Sequence, block_size: int) -> SequenceState:
     """The migratable state of `seq` as it is now."""
-    gen = None if seq.generator is None else bytes(seq.generator.get_state().numpy().tobytes())
     req = EngineRequest(
         request_id=seq.request_id,
         prompt_token_ids=seq.prompt_token_ids,
@@ -87,7 +83,7 @@ def state_of(seq: Sequence, block_size: int) -> SequenceState:
         slo_tpot_s=seq.slo_tpot_s,
     )
     return SequenceState(req, list(seq.output_token_ids), list(seq.output_logprobs), seq.num_computed_tokens,
-                         seq.num_cached_tokens, seq.num_preemptions, gen, block_size)
+                         seq.num_cached_tokens, seq.num_preemptions, block_size)
 
 
 class MigrationBooks:
@@ -203,9 +199,6 @@ class MigrationBooks:
         seq.num_cached_tokens = state.num_cached_tokens
         seq.num_preemptions = state.num_preemptions
         seq.num_emitted = len(seq.output_token_ids)
-        if state.generator_state is not None:
-            seq.generator = torch.Generator()
-            seq.generator.set_state(torch.frombuffer(bytearray(state.generator_state), dtype=torch.uint8))
         if state.num_computed_tokens > 0:
             res = self.reservations.get(rid)
             if res is None or len(res.block_ids) < state.num_kv_blocks:

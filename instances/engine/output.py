@@ -42,8 +42,9 @@ class OutputProcessor:
         return self._states[request_id].sent
 
     def adopt(self, request_id: str, sampling: SamplingParams, output_token_ids: list[int], sent: int) -> None:
-        """Take over a request migrated here: rebuild its detokenizer by replaying the tokens it
-        already produced (the state is deterministic in them), `sent` characters already out."""
+        """Take over a request migrated or resumed here: rebuild its detokenizer by replaying the
+        tokens it already produced (the state is deterministic in them), `sent` characters already
+        out."""
         self.add(request_id, sampling)
         st = self._states[request_id]
         for tok in output_token_ids:
@@ -92,6 +93,7 @@ class OutputProcessor:
             finish_reason=finish,
             num_prompt_tokens=delta.num_prompt_tokens,
             num_cached_tokens=delta.num_cached_tokens,
+            error=delta.error,
         )
         return chunk, stopped
 

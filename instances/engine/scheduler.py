@@ -72,8 +72,12 @@ class ScheduledBatch:
 
 @dataclass(frozen=True)
 class SampledToken:
+    """One sequence's sample of a step; `error` instead when its row could not be sampled (the
+    sequence then finishes with `FinishReason.ERROR`, and `token_id` means nothing)."""
+
     token_id: int
     logprob: TokenLogprob | None = None
+    error: str | None = None
 
 
 class LocalScheduler:
@@ -264,8 +268,11 @@ class LocalScheduler:
             seq.num_computed_tokens = item.start + item.num_new_tokens
             if item.needs_sample:
                 s = sampled[seq.request_id]
-                seq.append_output(s.token_id, s.logprob)
-                self.running_tokens += 1
+                if s.error is not None:
+                    seq.error = s.error
+                else:
+                    seq.append_output(s.token_id, s.logprob)
+                    self.running_tokens += 1
             else:
                 backlog += prefill_backlog(seq)  # a sampled sequence has one token left: no backlog
             if caching:
@@ -279,6 +286,8 @@ class LocalScheduler:
         return finished
 
     def _finish_reason(self, seq: Sequence) -> FinishReason | None:
+        if seq.error is not None:
+            return FinishReason.ERROR
         last = seq.output_token_ids[-1]
         sp = seq.sampling
         if last in sp.stop_token_ids or (not sp.ignore_eos and last in seq.eos_token_ids):

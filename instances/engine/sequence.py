@@ -11,8 +11,6 @@ import enum
 import math
 from dataclasses import dataclass, field
 
-import torch
-
 from instances.types import EngineRequest, FinishReason, SamplingParams, TokenLogprob
 from kvstore.block_keys import ROOT, BlockHash, hash_block
 
@@ -54,7 +52,7 @@ class Sequence:
     finish_reason: FinishReason | None = None
     num_preemptions: int = 0
     num_emitted: int = 0  # output tokens already reported in a delta
-    generator: torch.Generator | None = None
+    error: str | None = None  # why it finished with FinishReason.ERROR
     salt: str = ""
     slo_ttft_s: float | None = None
     slo_tpot_s: float | None = None
@@ -76,10 +74,10 @@ class Sequence:
 
     @classmethod
     def from_request(cls, req: EngineRequest, order: int, eos_token_ids: tuple[int, ...]) -> Sequence:
-        gen = None
-        if req.sampling.seed is not None:
-            gen = torch.Generator()
-            gen.manual_seed(req.sampling.seed)
+        """A new sequence for `req`; a resumed request starts with the output it already had
+        (reported: `num_emitted`), none of it computed."""
+        resumed = req.resumed
+        output = list(resumed.output_token_ids) if resumed is not None else []
         return cls(
             request_id=req.request_id,
             prompt_token_ids=list(req.prompt_token_ids),
@@ -88,7 +86,9 @@ class Sequence:
             priority=req.priority,
             eos_token_ids=req.eos_token_ids or eos_token_ids,
             order=order,
-            generator=gen,
+            output_token_ids=output,
+            output_logprobs=list(resumed.output_logprobs or ()) if resumed is not None else [],
+            num_emitted=len(output),
             slo_ttft_s=req.slo_ttft_s,
             slo_tpot_s=req.slo_tpot_s,
         )
