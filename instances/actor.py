@@ -12,6 +12,11 @@ during a step is answered after it.
   per engine step and gateway) or after `timeout_s` with none. The stats snapshot rides along, so the
   gateway's view of this instance is pushed with the tokens instead of being polled.
 
+A step loop that fails (an exception out of an engine step) ends the actor's process at once
+(exit code `LOOP_FAILED_EXIT`, the error logged first): Ray then reports the actor lost to every
+caller and restarts it (`max_restarts`), the same path as a killed process, so a dead loop is never
+left behind a live actor that answers calls.
+
 Transfer verbs (driven by the controller's migrator through `controlplane/transfer/driver.py`;
 each runs between two steps): `migration_candidates`, `describe`, `export_stage` / `suspend` /
 `resume` / `release_migrated` on the source, `reserve` / `import_stage` / `hold` / `commit` /
@@ -26,6 +31,8 @@ the source is gone by then; the gateway's router drops whichever copy comes seco
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections import defaultdict
 
 import ray
@@ -34,6 +41,11 @@ from instances.kv_transfer import KVPages
 from instances.replica import MigrationPayload, Replica, ReplicaSpec, StageAck
 from instances.step_loop import StepLoop
 from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate
+
+log = logging.getLogger(__name__)
+
+LOOP_FAILED_EXIT = 70
+"""The exit code of an actor process whose step loop failed (EX_SOFTWARE)."""
 
 
 class InstanceActor:
@@ -52,7 +64,17 @@ class InstanceActor:
         if self._loop is None:
             self._loop = StepLoop(self.replica, self._route, inline=True)
             self._task = asyncio.get_running_loop().create_task(self._loop.run())
+            self._task.add_done_callback(self._on_loop_end)
         return self._loop.stats()
+
+    def _on_loop_end(self, task: asyncio.Task) -> None:
+        """The loop only ends by cancellation (the actor is shutting down) or by failing."""
+        if task.cancelled():
+            return
+        log.critical("the step loop of %s failed; exiting so that Ray restarts this instance",
+                     self.spec.instance_id, exc_info=task.exception())
+        logging.shutdown()
+        os._exit(LOOP_FAILED_EXIT)
 
     def _route(self, chunks: list[GenerationChunk]) -> None:
         for chunk in chunks:
@@ -67,8 +89,6 @@ class InstanceActor:
     def _step_loop(self) -> StepLoop:
         if self._loop is None:
             raise RuntimeError("InstanceActor.start() must be called first")
-        if self._task is not None and self._task.done():
-            raise RuntimeError(f"step loop of {self.spec.instance_id} stopped: {self._task.exception()!r}")
         return self._loop
 
     async def add_requests(self, gateway_id: str, requests: list[EngineRequest]) -> list[str | None]:
@@ -163,4 +183,5 @@ class InstanceActor:
         return self._step_loop().stats()
 
 
-RemoteInstanceActor = ray.remote(InstanceActor)
+RemoteInstanceActor = ray.remote(max_restarts=-1)(InstanceActor)
+"""Restarted by Ray whenever its process dies (the gateway starts it again and it serves empty)."""

@@ -168,6 +168,7 @@ class InstanceStats:
     preemptions: int = 0
     healthy: bool = True
     draining: bool = False  # refuses new requests and incoming migrations
+    restarting: bool = False  # a gateway marks a lost instance being restarted (not healthy meanwhile)
     head_demand_blocks: int = 0  # blocks the head-of-line queued request needs (0: nothing queued)
     high_priority: int = 0  # requests of priority HIGH running or queued here
     role: str = "unified"

@@ -5,12 +5,16 @@ worker thread of this process. It serves fast tests and single-process embedding
 uses the Ray runtime. Replicas share one loaded model (weights are read-only); each has its own KV
 cache. Live migration works as on Ray (`controller.controller.MigratingCluster`): the same
 migrator drives the transfer core over `LoopEndpoint`s, and pages pass in memory.
+A step loop that fails (an exception out of an engine step) is logged, its streams end with
+`InstanceUnavailable` (the gateway resumes them elsewhere), and the instance is rebuilt at once
+from its spec, empty.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypeVar
 
@@ -35,6 +39,8 @@ from instances.types import EngineRequest, GenerationChunk, MigrationCandidate
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 class LoopEndpoint:
     """An in-process replica's transfer verbs (a `controlplane.transfer.endpoint.TransferEndpoint`):
@@ -55,7 +61,9 @@ class LoopEndpoint:
         except TransferRefused:
             raise
         except Exception as e:  # the verb or the loop broke: the transfer fails, the request stays put
-            raise InstanceUnavailable(f"instance {self.instance_id}: {type(e).__name__}: {e}") from e
+            log.warning("a transfer call to %s failed", self.instance_id, exc_info=e)
+            raise InstanceUnavailable(f"instance {self.instance_id} failed ({type(e).__name__}); "
+                                      "see the gateway log") from e
 
     async def describe(self, request_id: str) -> MigrationCandidate:
         return await self._call(lambda r: r.describe(request_id))
@@ -100,32 +108,40 @@ class LoopEndpoint:
 class LocalCluster:
     """`num_instances` replicas of one model in this process."""
 
-    def __init__(self, loaded: LoadedModel, loops: dict[str, StepLoop], router: StreamRouter, model: str = "",
+    def __init__(self, loaded: LoadedModel, specs: list[ReplicaSpec], model: str = "",
                  transfer: TransferSettings | None = None, max_in_flight: int = ControllerSettings.max_in_flight) -> None:
         self.loaded = loaded
-        self.loops = loops
-        self.router = router
+        self.specs = {s.instance_id: s for s in specs}
+        self.loops: dict[str, StepLoop] = {}
+        self.router = StreamRouter()
         self.observers: list[MigrationObserver] = []  # of every migration (metrics, tests)
+        self.endpoints: dict[str, LoopEndpoint] = {}
         self.migrator = Migrator(
-            {iid: LoopEndpoint(iid, lp) for iid, lp in loops.items()}, model, transfer or TransferSettings(),
+            self.endpoints, model, transfer or TransferSettings(),
             max_in_flight, on_commit=lambda order: self.router.moved(order.request_id, order.destination),
             step_time=lambda iid: self.loops[iid].stats().last_step_time_s, observers=self.observers,
         )
-        self._tasks: list[asyncio.Task] = []
-        for iid, lp in loops.items():
-            task = asyncio.get_running_loop().create_task(lp.run(), name=f"step-loop-{iid}")
-            task.add_done_callback(lambda t, iid=iid: self._on_loop_exit(iid, t))
-            self._tasks.append(task)
+        self._tasks: dict[str, asyncio.Task] = {}
+        for iid in self.specs:
+            self._start(iid)
+
+    def _start(self, instance_id: str) -> None:
+        """Build the replica of `instance_id` from its spec and step it."""
+        lp = StepLoop(Replica.build(self.specs[instance_id], self.loaded), self.router.deliver)
+        self.loops[instance_id] = lp
+        self.endpoints[instance_id] = LoopEndpoint(instance_id, lp)
+        task = asyncio.get_running_loop().create_task(lp.run(), name=f"step-loop-{instance_id}")
+        task.add_done_callback(lambda t: self._on_loop_exit(instance_id, t))
+        self._tasks[instance_id] = task
 
     def _on_loop_exit(self, instance_id: str, task: asyncio.Task) -> None:
-        """A step loop only ends by cancellation; if it crashed, fail its streams and drop it."""
+        """A step loop only ends by cancellation (closing) or by failing: then its streams end
+        and the instance is rebuilt, empty."""
         if task.cancelled():
             return
-        err = task.exception()
-        self.loops.pop(instance_id, None)
-        self.router.fail_instance(
-            instance_id, InstanceUnavailable(f"instance {instance_id} failed ({err!r}); retry the request")
-        )
+        log.error("the step loop of %s failed; rebuilding the instance", instance_id, exc_info=task.exception())
+        self.router.fail_instance(instance_id, InstanceUnavailable(f"instance {instance_id} was lost; retry"))
+        self._start(instance_id)
 
     @classmethod
     async def create(
@@ -137,14 +153,10 @@ class LocalCluster:
         (each writing a step trace into `step_trace_dir` if given); migrations run with `transfer`
         and at most `max_in_flight` per instance."""
         loaded = loaded or await asyncio.to_thread(load_model, model, getattr(torch, dtype))
-        router = StreamRouter()
-        loops = {}
-        for i in range(num_instances):
-            spec = ReplicaSpec(instance_id=f"instance-{i}", model=model, engine=engine,
-                               step_trace=trace_path(step_trace_dir, f"instance-{i}"))
-            replica = Replica.build(spec, loaded)
-            loops[spec.instance_id] = StepLoop(replica, router.deliver)
-        return cls(loaded, loops, router, model, transfer, max_in_flight)
+        specs = [ReplicaSpec(instance_id=f"instance-{i}", model=model, engine=engine,
+                             step_trace=trace_path(step_trace_dir, f"instance-{i}"))
+                 for i in range(num_instances)]
+        return cls(loaded, specs, model, transfer, max_in_flight)
 
     def views(self) -> list[InstanceView]:
         return [lp.stats() for lp in self.loops.values()]
@@ -199,5 +211,5 @@ class LocalCluster:
         await self._loop(instance_id).call(lambda r: r.engine.set_draining(draining))
 
     async def close(self) -> None:
-        await cancel_and_wait(self._tasks)
+        await cancel_and_wait(self._tasks.values())
 

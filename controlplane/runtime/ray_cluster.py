@@ -6,7 +6,11 @@ Implements `controlplane.runtime.base.Cluster`.
 - One long-poll task per instance (`next_outputs`) brings back token chunks and the instance's stats
   snapshot together; the view used for scheduling is that pushed snapshot plus what this gateway has
   dispatched since (pending requests and tokens).
-- A dead actor fails the streams it served with `InstanceUnavailable` and is marked unhealthy.
+- A lost actor (its process killed, its step loop failed, its node gone, or unreachable) fails
+  the streams it served with `InstanceUnavailable` (the gateway resumes them elsewhere) and is
+  marked unhealthy and `restarting` until it answers `start()` again: Ray restarts its process
+  (`max_restarts`); an actor Ray gave up on is created anew from its spec. It then serves, empty.
+  Errors from Ray reach the log, never a client: their text holds tracebacks, paths and ids.
 - Live migration (`migrator`, `controlplane/controller/migrator.py`, over `RayEndpoint`s) moves a
   request between actors; once committed, its stream expects the rest of its chunks from the
   destination. The migration verbs are `controller.controller.MigratingCluster`'s.
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import uuid
@@ -23,7 +28,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 
 import ray
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import ActorDiedError, RayActorError, RayError
 
 from controlplane.controller.migrator import MigrationObserver, Migrator
 from controlplane.controller.settings import ControllerSettings
@@ -39,15 +44,28 @@ from instances.actor import RemoteInstanceActor
 from instances.replica import ReplicaSpec
 from instances.types import EngineRequest, GenerationChunk, InstanceStats, MigrationCandidate
 
+log = logging.getLogger(__name__)
+
 POLL_TIMEOUT_S = 1.0
+RESTART_BACKOFF_S = (0.1, 5.0)
+"""Between two tries to start a lost actor again: the first wait, doubling up to the second."""
 
 
 @dataclass
 class _Instance:
+    spec: ReplicaSpec
+    num_cpus: float
     handle: ray.actor.ActorHandle
     stats: InstanceStats
     pending_requests: int = 0
     pending_tokens: int = 0
+
+    @staticmethod
+    def actor(spec: ReplicaSpec, num_cpus: float) -> ray.actor.ActorHandle:
+        """A new actor for `spec` (not started yet)."""
+        return RemoteInstanceActor.options(
+            name=f"flotilla-{spec.instance_id}-{uuid.uuid4().hex[:6]}", num_cpus=num_cpus
+        ).remote(spec)
 
 
 class RayCluster:
@@ -62,8 +80,9 @@ class RayCluster:
         self.owns_ray = owns_ray
         self.router = StreamRouter()
         self.observers: list[MigrationObserver] = []  # of every migration (metrics, tests)
+        self.endpoints = {iid: RayEndpoint(iid, inst.handle) for iid, inst in instances.items()}
         self.migrator = Migrator(
-            {iid: RayEndpoint(iid, inst.handle) for iid, inst in instances.items()}, model,
+            self.endpoints, model,
             transfer or TransferSettings(), max_in_flight,
             on_commit=lambda order: self.router.moved(order.request_id, order.destination),
             step_time=lambda iid: self.instances[iid].stats.last_step_time_s,
@@ -89,14 +108,10 @@ class RayCluster:
                 logging_level="WARNING",
                 configure_logging=True,
             )
-        handles = {
-            s.instance_id: RemoteInstanceActor.options(
-                name=f"flotilla-{s.instance_id}-{uuid.uuid4().hex[:6]}", num_cpus=num_cpus_per_instance
-            ).remote(s)
-            for s in specs
-        }
-        stats = await asyncio.gather(*(h.start.remote() for h in handles.values()))
-        instances = {iid: _Instance(h, st) for (iid, h), st in zip(handles.items(), stats)}
+        handles = [_Instance.actor(s, num_cpus_per_instance) for s in specs]
+        stats = await asyncio.gather(*(h.start.remote() for h in handles))
+        instances = {s.instance_id: _Instance(s, num_cpus_per_instance, h, st)
+                     for s, h, st in zip(specs, handles, stats)}
         return cls(instances, gateway_id=f"gw-{uuid.uuid4().hex[:8]}", owns_ray=owns_ray,
                    model=specs[0].model, transfer=transfer, max_in_flight=max_in_flight)
 
@@ -134,7 +149,10 @@ class RayCluster:
     async def abort(self, instance_id: str, request_id: str) -> None:
         inst = self.instances.get(instance_id)
         if inst is not None and inst.stats.healthy:
-            await inst.handle.abort.remote([request_id])
+            try:
+                await inst.handle.abort.remote([request_id])
+            except RayActorError as e:  # lost meanwhile: it holds nothing any more; its pump restarts it
+                log.info("abort of %s on %s: the instance is lost (%s)", request_id, instance_id, type(e).__name__)
 
     # ---- migration and drain (the controller's verbs) -------------------------------------------
 
@@ -198,9 +216,10 @@ class RayCluster:
         try:
             errors = await inst.handle.add_requests.remote(self.gateway_id, [r for r, _ in batch])
         except RayError as e:
+            log.warning("submitting %d request(s) to %s failed: %s", len(batch), instance_id, e)
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_exception(InstanceUnavailable(f"instance {instance_id} failed: {e}; retry"))
+                    fut.set_exception(InstanceUnavailable(f"instance {instance_id} is not available; retry"))
             return
         for (_, fut), err in zip(batch, errors):
             if not fut.done():
@@ -212,11 +231,41 @@ class RayCluster:
             try:
                 chunks, stats = await inst.handle.next_outputs.remote(self.gateway_id, POLL_TIMEOUT_S)
             except RayActorError as e:
-                inst.stats = replace(inst.stats, healthy=False)
-                self.router.fail_instance(
-                    instance_id, InstanceUnavailable(f"instance {instance_id} died ({e.__class__.__name__}); retry")
-                )
-                return
+                await self._recover(inst, e)
+                continue
             inst.stats = stats
             inst.pending_requests = inst.pending_tokens = 0
             self.router.deliver(chunks)
+
+    async def _recover(self, inst: _Instance, error: RayActorError) -> None:
+        """`inst` was lost: end its streams, mark it restarting, and return once it serves again."""
+        iid = inst.spec.instance_id
+        log.warning("instance %s was lost (%s); restarting it", iid, error)
+        draining = inst.stats.draining
+        inst.stats = replace(inst.stats, healthy=False, restarting=True, running=0, waiting=0,
+                             free_blocks=0, tokens_in_flight=0, queued_prompt_tokens=0)
+        inst.pending_requests = inst.pending_tokens = 0
+        lost = self.router.fail_instance(iid, InstanceUnavailable(f"instance {iid} was lost; retry the request"))
+        wait = RESTART_BACKOFF_S[0]
+        while True:
+            try:
+                stats = await inst.handle.start.remote()
+                break
+            except ActorDiedError as e:  # Ray will not restart it
+                log.warning("instance %s is gone for good (%s); creating it anew", iid, e)
+                inst.handle = _Instance.actor(inst.spec, inst.num_cpus)
+                self.endpoints[iid] = RayEndpoint(iid, inst.handle)
+            except RayActorError as e:
+                log.info("instance %s does not answer yet (%s); next try in %.1f s", iid, type(e).__name__, wait)
+                await asyncio.sleep(wait)
+                wait = min(2 * wait, RESTART_BACKOFF_S[1])
+        try:
+            if lost:  # an actor that was only unreachable may still run them
+                await inst.handle.abort.remote(lost)
+            if draining:  # an operator's drain outlives the restart
+                stats = await inst.handle.set_draining.remote(True)
+        except RayActorError as e:
+            await self._recover(inst, e)
+            return
+        inst.stats = stats
+        log.warning("instance %s serves again", iid)

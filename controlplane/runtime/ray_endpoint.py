@@ -9,6 +9,7 @@ errors become `InstanceUnavailable` (a refusal raised by the actor stays a `Tran
 
 from __future__ import annotations
 
+import logging
 from typing import Any, TypeVar
 
 import ray
@@ -19,6 +20,8 @@ from instances.replica import StageAck
 from instances.types import MigrationCandidate
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 class RayEndpoint:
@@ -33,9 +36,10 @@ class RayEndpoint:
             return await ref
         except TransferRefused:
             raise
-        except RayError as e:
-            first = str(e).splitlines()[0][:200] if str(e) else ""
-            raise InstanceUnavailable(f"instance {self.instance_id}: {type(e).__name__}: {first}") from e
+        except RayError as e:  # its text (a remote traceback, pids, ids) goes to the log only
+            log.warning("a transfer call to %s failed: %s", self.instance_id, e)
+            raise InstanceUnavailable(f"instance {self.instance_id} failed ({type(e).__name__}); "
+                                      "see the gateway log") from e
 
     async def describe(self, request_id: str) -> MigrationCandidate:
         return await self._answer(self.handle.describe.remote(request_id))

@@ -127,14 +127,17 @@ class StreamRouter:
                 st.finished = accepted.finish_reason is not None
                 st.queue.put_nowait(accepted)
 
-    def fail_instance(self, instance_id: str, error: FlotillaError) -> None:
+    def fail_instance(self, instance_id: str, error: FlotillaError) -> list[str]:
         """End every open stream served by `instance_id` with `error`, and every stream waiting for
-        tokens past a gap that `instance_id` served before a migration."""
-        for st in self._streams.values():
+        tokens past a gap that `instance_id` served before a migration; returns their ids."""
+        failed = []
+        for rid, st in self._streams.items():
             lost = st.instance_id == instance_id or (st.held and instance_id in st.served_by)
             if lost and not st.finished:
                 st.finished = True
                 st.queue.put_nowait(error)
+                failed.append(rid)
+        return failed
 
     async def stream(
         self, request_id: str, abort: Callable[[], Awaitable[None]]
