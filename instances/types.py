@@ -98,6 +98,11 @@ class EngineRequest:
     slo_tpot_s: float | None = None
     resumed: Resumed | None = None
 
+    @property
+    def first_index(self) -> int:
+        """The output index of the first token the engine will produce for it."""
+        return 0 if self.resumed is None else len(self.resumed.output_token_ids)
+
 
 @dataclass
 class Resumed:

@@ -177,7 +177,7 @@ class LocalCluster:
             raise InvalidRequest(str(e)) from e
         # no await between submit and open: the replica cannot push a chunk before the stream exists
         rid = request.request_id
-        self.router.open(rid, instance_id)
+        self.router.open(rid, instance_id, request.first_index)
         # the abort goes to wherever the request runs by then (it may have migrated)
         stream = self.router.stream(rid, lambda: self.abort(self.router.instance_of(rid) or instance_id, rid))
         async with contextlib.aclosing(stream):  # closing us closes it at once: the abort is immediate

@@ -126,7 +126,7 @@ class RayCluster:
     async def generate(self, instance_id: str, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         inst = self._instance(instance_id)
         rid = request.request_id
-        self.router.open(rid, instance_id)  # before sending: chunks may arrive before add returns
+        self.router.open(rid, instance_id, request.first_index)  # before sending: chunks may arrive before add returns
         try:
             error = await self._enqueue(instance_id, request)
         except BaseException:

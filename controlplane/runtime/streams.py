@@ -82,10 +82,13 @@ class StreamRouter:
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}
 
-    def open(self, request_id: str, instance_id: str) -> None:
+    def open(self, request_id: str, instance_id: str, first_index: int = 0) -> None:
+        """Expect `request_id`'s chunks from `instance_id`, from output token `first_index` on (a
+        resumed request's earlier tokens were relayed before: a late copy of them is dropped)."""
         if request_id in self._streams:
             raise ValueError(f"request id {request_id!r} is already streaming")
-        self._streams[request_id] = _Stream(instance_id)
+        st = self._streams[request_id] = _Stream(instance_id)
+        st.sequencer.next_index = first_index
 
     def instance_of(self, request_id: str) -> str | None:
         """The instance serving an open stream now (None when closed)."""
