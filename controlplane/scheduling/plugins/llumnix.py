@@ -31,7 +31,7 @@ are measured in `docs/benchmarks.md`.
 
 The scorer normalises dispatch freeness over the candidates, `(f - min_f) / (max_f - min_f)` with
 finite values only: the freest scores 1, the least free 0, a draining instance 0; all equal: 1.
-With the `max_score` picker a request goes to the freest instance (lowest id on ties).
+With the `max_score` picker a request goes to the freest instance (ties rotate).
 """
 
 from __future__ import annotations

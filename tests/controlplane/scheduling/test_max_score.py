@@ -23,10 +23,13 @@ def test_highest_total_wins():
     assert MaxScorePicker().pick(cands, [0.2, 0.9, 0.5], random.Random(0)).instance_id == "b"
 
 
-def test_tie_goes_to_the_first():
+def test_ties_rotate_over_the_tied_candidates():
     cands = [view("a"), view("b"), view("c"), view("d")]
-    assert MaxScorePicker().pick(cands, [0.1, 0.7, 0.3, 0.7], random.Random(0)).instance_id == "b"
-    assert MaxScorePicker().pick(cands, [0.0] * 4, random.Random(0)).instance_id == "a"
+    picker = MaxScorePicker()
+    tied = [picker.pick(cands, [0.1, 0.7, 0.3, 0.7], random.Random(0)).instance_id for _ in range(3)]
+    assert tied == ["b", "d", "b"]
+    assert picker.pick(cands, [0.0, 0.0, 0.9, 0.0], random.Random(0)).instance_id == "c"  # no tie: no turn
+    assert [picker.pick(cands, [0.0] * 4, random.Random(0)).instance_id for _ in range(5)] == ["d", "a", "b", "c", "d"]
 
 
 def test_does_not_draw_from_rng():
@@ -35,7 +38,7 @@ def test_does_not_draw_from_rng():
     assert rng.random() == random.Random(5).random()
 
 
-def test_through_the_framework_ties_go_to_the_lowest_instance_id_whatever_the_view_order():
+def test_through_the_framework_the_first_tie_goes_to_the_lowest_instance_id_whatever_the_view_order():
     scorer = ByIdScorer({"x1": 0.4, "x2": 0.8, "x3": 0.8, "x4": 0.1})
     filters = (NamedFilter("healthy", HealthyFilter()),)
     fw = SchedulingFramework(
@@ -43,4 +46,4 @@ def test_through_the_framework_ties_go_to_the_lowest_instance_id_whatever_the_vi
     )
     views = [view("x4"), view("x3"), view("x2"), view("x1")]
     assert fw.schedule("p", REQ, views, random.Random(0)).instance_id == "x2"
-    assert fw.schedule("p", REQ, list(reversed(views)), random.Random(0)).instance_id == "x2"
+    assert fw.schedule("p", REQ, list(reversed(views)), random.Random(0)).instance_id == "x3"
