@@ -9,6 +9,9 @@ test machine that doubled the time per output token at load (docs/benchmarks.md,
 fidelity"). Inline, calls that arrive during a step wait for its end, which is when they would take
 effect anyway. The replica is touched by one thread at a time: `apply` and `step` never overlap.
 
+A step that schedules nothing (every block is held by reservations or suspended requests) leaves
+the loop waiting for a change (an add, an abort, a call, the watchdog) instead of stepping again.
+
 `call(fn)` runs `fn(replica)` between two steps (at once when no step is running) and returns its
 result: the migration verbs go through it. While a destination holds reservations, the loop wakes
 at least every `engine.reservation_timeout_s` to run the reservation watchdog. `hold(key, s)` keeps
@@ -141,21 +144,26 @@ class StepLoop:
         """Run until cancelled."""
         loop = asyncio.get_running_loop()
         engine = self.replica.engine
+        stalled = False  # the last step scheduled nothing: wait for a change rather than spin
         try:
             while True:
-                if not (self._adds or self._aborts or self.replica.has_work()):
-                    self._wake.clear()
+                if stalled or not (self._adds or self._aborts or self.replica.has_work()):
+                    if not stalled:
+                        self._wake.clear()
                     if engine.has_reservations:  # wake for the watchdog
                         with contextlib.suppress(TimeoutError):  # a timeout is the point here
                             await asyncio.wait_for(self._wake.wait(), engine.config.reservation_timeout_s)
                     else:
                         await self._wake.wait()
+                    stalled = False
                 if self._holds:
                     await self._wait_for_holds()
                 if engine.has_reservations:
                     engine.expire_reservations()
                 self._apply()
                 if self.replica.has_work():
+                    steps = self._stats.steps
+                    self._wake.clear()  # what happens from here on wakes a stalled loop
                     if self._pool is None:
                         chunks = self._step()
                     else:
@@ -166,6 +174,9 @@ class StepLoop:
                             self._stepping = False
                     if chunks:
                         self.on_chunks(chunks)
+                    # nothing fit (blocks held by reservations or suspended requests): only a call,
+                    # an add, an abort or the watchdog can change that
+                    stalled = not chunks and self._stats.steps == steps
                     self._run_calls()  # calls that came during the step, after its chunks are out
                     if self._pool is None:
                         await _let_the_loop_run()

@@ -102,3 +102,37 @@ async def test_a_hold_stops_the_steps_until_unheld_or_its_deadline_while_calls_s
         assert time.monotonic() - held_at >= 0.09
     finally:
         task.cancel()
+
+
+@pytest.mark.parametrize("inline", [False, True])
+async def test_a_request_that_cannot_fit_beside_reservations_waits_without_spinning(inline):
+    """60 of 64 blocks reserved for an incoming migration: a 30-token request (8 blocks) cannot
+    run. The loop tries once, then waits; cancelling the reservation lets the request finish."""
+    replica = Replica.build(ReplicaSpec("i0", "tiny-llama", ENGINE))
+    loop = StepLoop(replica, lambda chunks: None, inline=inline)
+    task = asyncio.create_task(loop.run())
+    attempts = 0
+    real_step = replica.step
+
+    def counted_step():
+        nonlocal attempts
+        attempts += 1
+        return real_step()
+
+    replica.step = counted_step
+    try:
+        for rid in ("incoming-0", "incoming-1"):  # 30 blocks each
+            await loop.call(lambda r, rid=rid: r.reserve(rid, "tiny-llama", 30 * 4))
+        loop.submit(EngineRequest("big", list(range(3, 33)), SamplingParams(max_tokens=2, temperature=0)))
+        await asyncio.sleep(0.3)
+        assert attempts == 1
+        assert loop.stats().waiting == 1
+        await loop.call(lambda r: r.cancel_reservation("incoming-0"))
+        for _ in range(300):
+            if not replica.has_work():
+                break
+            await asyncio.sleep(0.01)
+        assert not replica.has_work()
+        assert loop.stats().free_blocks == ENGINE.num_blocks - 30
+    finally:
+        task.cancel()

@@ -128,8 +128,8 @@ class SimInstance:
                 return self._start_run(plan, now)
         batch = self.engine.begin_step()
         if not batch:
-            if batch.preempted:  # pragma: no cover - a preempting step always schedules someone
-                raise AssertionError("engine preempted without scheduling")
+            if batch.preempted:  # nothing fits beside reservations: idle until a verb or arrival
+                self.refresh()
             return None
         self._begin(batch)
         return now + self._step_time

@@ -51,6 +51,12 @@ RUNS = {
                                          instances=8, num_blocks=400, max_num_seqs=16,
                                          migration_bandwidth_bytes_s=5e8),
                               "c03bbcbcb3dc734cd4b221da7a631e13b34b355959c3976ce83fc0fe751a06c3"),
+    # so crowded (8 sequences, 300 blocks) that reservations for incoming migrations leave a lone
+    # running request no room: its step preempts it and schedules nothing, and the instance idles
+    # until a transfer ends (an AssertionError once)
+    "llumnix-stall": (Experiment(sharegpt(30.0, 600, high_priority_fraction=0.1), policy="llumnix",
+                                 instances=8, num_blocks=300, max_num_seqs=8, migration_bandwidth_bytes_s=1e8),
+                      "eb6d919cacd86f30d5deee5ab04f1935dddb3968663ba0a6e036c212a33aa6bd"),
 }
 
 
