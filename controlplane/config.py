@@ -25,12 +25,15 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
+    SecretStr,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from controlplane.api.settings import ADMIN_TOKEN_ENV, GatewaySettings, valid_admin_token
 from controlplane.controller.settings import ControllerSettings
 from controlplane.scheduling.registry import (
     MIGRATION_POLICIES,
@@ -47,16 +50,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _section_of(cls: type, name: str, exclude: tuple[str, ...] = ()) -> type[_Section]:
+def _section_of(
+    cls: type, name: str, exclude: tuple[str, ...] = (), base: type[_Section] = _Section
+) -> type[_Section]:
     """A config section with the fields of dataclass `cls` (types with their bounds, defaults and
-    docstring), less `exclude`: the setting stays declared once, in its owner's dataclass."""
+    docstring), less `exclude`, beside those of `base`: the setting stays declared once, in its
+    owner's dataclass."""
     hints = typing.get_type_hints(cls, include_extras=True)
     fields: dict[str, Any] = {
         f.name: (hints[f.name], f.default if f.default is not dataclasses.MISSING
                  else Field(default_factory=f.default_factory))
         for f in dataclasses.fields(cls) if f.name not in exclude
     }
-    return create_model(name, __base__=_Section, __doc__=cls.__doc__, **fields)
+    return create_model(name, __base__=base, __doc__=cls.__doc__, **fields)
 
 
 class ModelSection(_Section):
@@ -96,12 +102,45 @@ class ClusterSection(_Section):
     step_trace_dir: str | None = None
 
 
-class GatewaySection(_Section):
+class _GatewayListen(_Section):
     """Where the OpenAI-compatible gateway listens (port 0 picks a free port) and its profile."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     default_profile: str = "default"
+
+
+GatewaySection = _section_of(GatewaySettings, "GatewaySection", base=_GatewayListen)
+"""`gateway`: where it listens and its profile (`_GatewayListen`), and the HTTP settings the app
+enforces (`controlplane.api.settings.GatewaySettings`, which declares them)."""
+
+
+class AdminSection(_Section):
+    """The admin API (`/admin/v1`). `token`: the bearer token every admin call must carry; when it
+    is null, the environment variable FLOTILLA_ADMIN_TOKEN's; with neither, the admin API answers
+    loopback clients only (`admin_token`)."""
+
+    token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not valid_admin_token(token.get_secret_value()):
+            raise PydanticCustomError("admin_token", "a token is visible ASCII characters, no spaces")
+        return token
+
+    def admin_token(self, environ: Mapping[str, str]) -> str | None:
+        """`token`, else `environ`'s FLOTILLA_ADMIN_TOKEN, else None (loopback clients only).
+        Raises ConfigError when the variable is set but not a valid token (empty, say)."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        token = environ.get(ADMIN_TOKEN_ENV)
+        if token is not None and not valid_admin_token(token):
+            raise ConfigError(
+                f"config error in the environment: {ADMIN_TOKEN_ENV}: a token is visible ASCII characters, "
+                "no spaces (unset the variable to serve the admin API to loopback clients only)"
+            )
+        return token
 
 
 class SchedulingSection(_Section):
@@ -117,7 +156,8 @@ class FlotillaConfig(_Section):
     model: ModelSection = Field(default_factory=ModelSection)
     engine: EngineSection = Field(default_factory=EngineSection)
     cluster: ClusterSection = Field(default_factory=ClusterSection)
-    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    gateway: GatewaySection = Field(default_factory=GatewaySection)  # type: ignore[valid-type]
+    admin: AdminSection = Field(default_factory=AdminSection)
     scheduling: SchedulingSection = Field(default_factory=SchedulingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)  # type: ignore[valid-type]
     controller: ControllerSettings = Field(default_factory=ControllerSettings)
@@ -126,6 +166,11 @@ class FlotillaConfig(_Section):
     def plugin_settings(self) -> dict[str, Any]:
         """`plugins` as the registry takes it: plugin name -> its settings object."""
         return {name: getattr(self.plugins, name) for name in PLUGIN_SETTINGS}
+
+    def gateway_settings(self) -> GatewaySettings:
+        """The `gateway` section's HTTP settings as the app takes them."""
+        fields = dataclasses.fields(GatewaySettings)
+        return GatewaySettings(**{f.name: getattr(self.gateway, f.name) for f in fields})
 
     def engine_settings(self, max_model_len: int) -> EngineConfig:
         """The `engine` section as the engine's own settings, with the context length decided."""

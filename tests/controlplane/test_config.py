@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from controlplane.api.settings import GatewaySettings
 from controlplane.config import FlotillaConfig, load_config, parse_overrides
 from controlplane.controller.settings import ControllerSettings
 from controlplane.scheduling.plugins.llumnix import LlumnixSettings
@@ -222,3 +223,56 @@ def test_parse_overrides_bad_value():
     with pytest.raises(ConfigError) as info:
         parse_overrides(["metadata.endpoints=[a"])
     assert info.value.message == "config error in overrides: metadata.endpoints: invalid value '[a'"
+
+
+def test_gateway_http_settings_are_the_apps_own():
+    # one declaration: the section's HTTP keys and defaults are GatewaySettings'
+    assert FlotillaConfig().gateway_settings() == GatewaySettings(
+        cors_origins=(), max_body_bytes=4 * 1024 * 1024, max_queued_requests=1024
+    )
+    cfg = load_config(None, {"gateway.cors_origins": ["https://ui.example.com", "*"],
+                             "gateway.max_body_bytes": 1000, "gateway.max_queued_requests": 8})
+    assert cfg.gateway_settings() == GatewaySettings(("https://ui.example.com", "*"), 1000, 8)
+
+
+NOT_AN_ORIGIN = "is not an origin: scheme://host[:port] with no path or trailing slash, or *"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gateway.max_body_bytes": 0}, "gateway.max_body_bytes: Input should be greater than 0"),
+        ({"gateway.max_queued_requests": -1}, "gateway.max_queued_requests: Input should be greater than 0"),
+        ({"gateway.cors_origins": ["https://ui.example.com/"]},
+         f"gateway.cors_origins.0: 'https://ui.example.com/' {NOT_AN_ORIGIN}"),
+        ({"gateway.cors_origins": ["ui.example.com"]},
+         f"gateway.cors_origins.0: 'ui.example.com' {NOT_AN_ORIGIN}"),
+        ({"admin.token": ""}, "admin.token: a token is visible ASCII characters, no spaces"),
+        ({"admin.token": "two words"}, "admin.token: a token is visible ASCII characters, no spaces"),
+        ({"admin.password": "x"}, "admin.password: unknown key"),
+    ],
+)
+def test_bad_gateway_and_admin_settings(overrides, message):
+    assert _error(None, overrides) == f"config error in overrides: {message}"
+
+
+def test_gateway_settings_check_themselves():
+    with pytest.raises(ValueError, match="'x' is not an origin"):
+        GatewaySettings(cors_origins=("x",))
+    with pytest.raises(ValueError, match="gateway.max_queued_requests must be >= 1, got 0"):
+        GatewaySettings(max_queued_requests=0)
+
+
+def test_the_admin_token_comes_from_the_config_else_the_environment():
+    env = {"FLOTILLA_ADMIN_TOKEN": "from-env"}
+    assert FlotillaConfig().admin.admin_token({}) is None
+    assert FlotillaConfig().admin.admin_token(env) == "from-env"
+    cfg = load_config(None, {"admin.token": "from-config"})
+    assert cfg.admin.admin_token(env) == "from-config"
+    assert "from-config" not in repr(cfg) + str(cfg.model_dump())  # kept out of logs and dumps
+    with pytest.raises(ConfigError) as info:
+        FlotillaConfig().admin.admin_token({"FLOTILLA_ADMIN_TOKEN": ""})
+    assert info.value.message == (
+        "config error in the environment: FLOTILLA_ADMIN_TOKEN: a token is visible ASCII characters, "
+        "no spaces (unset the variable to serve the admin API to loopback clients only)"
+    )

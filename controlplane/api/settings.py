@@ -1,0 +1,60 @@
+"""The gateway's HTTP settings: the one declaration of the `gateway` keys the app enforces itself,
+and what an admin token may look like (`admin.token`, or the `FLOTILLA_ADMIN_TOKEN` variable)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Gt
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
+
+ORIGIN_PATTERN = r"\*|[A-Za-z][A-Za-z0-9+.-]*://[^/\s?#]+"
+"""A CORS origin: `scheme://host[:port]` (no path, no trailing slash) or `*` for any origin."""
+
+
+def checked_origin(origin: str) -> str:
+    """`origin` if it matches `ORIGIN_PATTERN`; else a ValueError (a PydanticCustomError) naming it."""
+    if re.fullmatch(ORIGIN_PATTERN, origin) is None:
+        raise PydanticCustomError(
+            "origin",
+            "{origin!r} is not an origin: scheme://host[:port] with no path or trailing slash, or *",
+            {"origin!r": repr(origin)},
+        )
+    return origin
+
+
+ADMIN_TOKEN_ENV = "FLOTILLA_ADMIN_TOKEN"
+"""The environment variable holding the admin token when `admin.token` is not set."""
+
+ADMIN_TOKEN_PATTERN = r"[\x21-\x7e]+"
+"""An admin token: visible ASCII characters, no spaces (it travels in an HTTP header)."""
+
+
+def valid_admin_token(token: str) -> bool:
+    """Whether `token` can be an admin token (`ADMIN_TOKEN_PATTERN`)."""
+    return re.fullmatch(ADMIN_TOKEN_PATTERN, token) is not None
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """cors_origins: the browser origins allowed to call the gateway (CORS); empty: CORS is off and
+    no CORS header is ever sent. max_body_bytes: the largest request body accepted; a larger one is
+    a 413, answered before the body is parsed (from its Content-Length, or as soon as a streamed
+    body passes the limit). max_queued_requests: completion and chat requests accepted and not yet
+    finished, per gateway; one more is a 429. A request counts from its arrival (before its body is
+    read) until its response has been sent, its stream included, or its client has gone."""
+
+    cors_origins: tuple[Annotated[str, AfterValidator(checked_origin)], ...] = ()
+    max_body_bytes: Annotated[int, Gt(0)] = 4 * 1024 * 1024
+    max_queued_requests: Annotated[int, Gt(0)] = 1024
+
+    def __post_init__(self) -> None:
+        for origin in self.cors_origins:
+            checked_origin(origin)
+        if self.max_body_bytes < 1:
+            raise ValueError(f"gateway.max_body_bytes must be >= 1, got {self.max_body_bytes}")
+        if self.max_queued_requests < 1:
+            raise ValueError(f"gateway.max_queued_requests must be >= 1, got {self.max_queued_requests}")
