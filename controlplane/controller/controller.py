@@ -7,7 +7,8 @@ its own task; an order the migrator cannot start now (`MigrationBusy`) waits for
 plan. With no source named, a tick costs no call to any instance.
 
 `drain(instance)` makes the instance refuse new work and lets the ticks move its requests away
-(every policy drains); `migrate(request, to)` is an operator's single migration, carried out at once.
+(every policy drains), `undrain(instance)` lets it take new work again; `migrate(request, to)` is an
+operator's single migration, carried out at once.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ class Controller:
         """Stop new work on `instance_id`; the next ticks migrate its requests away."""
         self._view(instance_id)
         await self.cluster.set_draining(instance_id, True)
+
+    async def undrain(self, instance_id: str) -> None:
+        """Let `instance_id` take new work again (a drain's undo); NotFound for an unknown instance."""
+        self._view(instance_id)
+        await self.cluster.set_draining(instance_id, False)
 
     async def migrate(self, request_id: str, to: str) -> TransferOutcome:
         """Move one request (an operator's order) to instance `to` now."""
