@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
+from collections.abc import Mapping
 
 import httpx
 import uvicorn
 
 from controlplane.api.app import create_app
+from controlplane.api.settings import ADMIN_TOKEN_ENV
 from controlplane.config import FlotillaConfig
 from controlplane.controller.controller import Controller
 from controlplane.observability.metrics import Metrics
@@ -26,6 +29,17 @@ from instances.step_trace import trace_path
 
 def progress(message: str) -> None:
     print(f"flotilla: {message}", file=sys.stderr, flush=True)
+
+
+def admin_access(config: FlotillaConfig, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """The admin token (`admin.token`, else FLOTILLA_ADMIN_TOKEN in `environ`, else None) and the
+    start-up line saying who may call the admin API. ConfigError for a variable that is no token."""
+    token = config.admin.admin_token(environ)
+    if token is None:
+        return None, (f"admin API (/admin/v1): no admin token set (admin.token or {ADMIN_TOKEN_ENV}), "
+                      "so it answers loopback clients only")
+    source = "admin.token" if config.admin.token is not None else ADMIN_TOKEN_ENV
+    return token, f"admin API (/admin/v1): needs the bearer token of {source}"
 
 
 def engine_config(config: FlotillaConfig, model: ModelConfig) -> EngineConfig:
@@ -96,6 +110,7 @@ async def ask_once(base_url: str, model: str, text: str) -> str:
 async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
     """Serve until interrupted. Progress goes to stderr; `ask`'s answer to stdout."""
     host, port = config.gateway.host, config.gateway.port
+    admin_token, admin_line = admin_access(config, os.environ)
     sock = bind(host, port)
     progress(f"loading {config.model.name_or_path} ...")
     frontend = await asyncio.to_thread(load_frontend, config.model.name_or_path)
@@ -110,6 +125,7 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
         cluster=cluster, tokenizer=frontend.tokenizer, model_name=name, max_model_len=engine.max_model_len,
         framework=build_framework(config.scheduling.profiles, config.plugin_settings()),
         profile=config.gateway.default_profile, metrics=metrics, controller=controller,
+        settings=config.gateway_settings(), admin_token=admin_token,
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -119,6 +135,7 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
             await asyncio.sleep(0.05)
         base = f"http://{host}:{port}"
         progress(f"serving {name} at {base}/v1 (OpenAI API; Ctrl-C to stop)")
+        progress(admin_line)
         if ask is not None and server.started:
             progress(f"asking: {ask}")
             print(await ask_once(base, name, ask), flush=True)

@@ -1,12 +1,15 @@
-"""What the gateway's routes share: the cluster, tokenizer, served model, dispatcher and metrics."""
+"""What the gateway's routes share: the cluster, tokenizer, served model, dispatcher, metrics, HTTP
+settings and admission control."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controlplane.api.admission import Admission
 from controlplane.api.prepare import Tokenizer
 from controlplane.api.relay import Dispatcher
+from controlplane.api.settings import GatewaySettings
 from controlplane.observability.metrics import Metrics
 from controlplane.runtime.base import Cluster
 
@@ -23,3 +26,5 @@ class Gateway:
     metrics: Metrics
     clock: Callable[[], float]
     created: int
+    settings: GatewaySettings
+    admission: Admission

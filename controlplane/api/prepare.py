@@ -2,6 +2,9 @@
 
 Checks what the schema cannot: the model name, token ids within the vocabulary, an empty prompt, and
 that prompt + max_tokens fits the model's context. `max_tokens` defaults to the rest of the context.
+A temperature below `GREEDY_BELOW` (1e-5) is greedy: the engine gets temperature 0, as in vLLM.
+Both functions tokenize (and render a chat template), which takes long for a long prompt: the
+gateway runs them in a worker thread.
 Chat prompts are the tokenizer's chat template, tokenized without adding special tokens again.
 Scheduling fields pass through as the engine's terms: the priority class (`offline` wins, see
 `SamplingFields.engine_priority`) and the SLO in seconds.
@@ -15,7 +18,7 @@ from typing import Protocol
 
 from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest, SamplingFields
 from flotilla.errors import InvalidRequest, ModelNotFound
-from instances.types import SamplingParams
+from instances.types import GREEDY_BELOW, SamplingParams
 
 
 class Tokenizer(Protocol):
@@ -93,7 +96,7 @@ def _sampling(
         )
     sampling = SamplingParams(
         max_tokens=max_tokens,
-        temperature=req.temperature,
+        temperature=0.0 if req.temperature < GREEDY_BELOW else req.temperature,
         top_k=max(0, req.top_k),
         top_p=req.top_p,
         seed=req.seed,

@@ -1,29 +1,54 @@
 """The gateway's HTTP routes: OpenAI completions and chat completions, models, health, metrics.
 
-Per request: parse and validate the body, tokenize (`prepare`), place it (`Dispatcher.start`, which
-may raise NoCapacity before any response is sent), then stream it as SSE or return one JSON body.
+Per generation request (`generation_router`, whose routes hold an admission slot for their whole
+exchange: `AdmittedRoute`): read the JSON body (415, 413, 400: `body.read_json`), tokenize
+(`prepare`, in a worker thread so the event loop keeps serving), place it (`Dispatcher.start`,
+which may raise NoCapacity before any response is sent), then stream it as SSE or return one JSON
+body.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from controlplane.api.errors import parse_body
+from controlplane.api.admission import AdmittedRoute
+from controlplane.api.body import read_json
+from controlplane.api.errors import CLIENT_CLOSED_REQUEST, error_headers
 from controlplane.api.formatting import ChatFormat, CompletionFormat, ResponseFormat
 from controlplane.api.gateway import Gateway
+from controlplane.api.openapi import error_responses, json_body
 from controlplane.api.prepare import Prepared, prepare_chat, prepare_completion
-from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+from controlplane.api.schemas import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ModelList,
+)
 from controlplane.api.streaming import ClosingStreamingResponse, sse_events, unless_disconnected, whole_body
 
 router = APIRouter()
+generation_router = APIRouter(route_class=AdmittedRoute)
 
-# nginx's "client closed request": logged when a non-streaming client left before its response.
-CLIENT_CLOSED_REQUEST = 499
+_GENERATION_ERRORS = error_responses(400, 404, 413, 415, 429, 503)
+
+
+def _generation_responses(model: type[CompletionResponse | ChatCompletionResponse]) -> dict[int | str, Any]:
+    ok = {
+        "model": model,
+        "description": "the whole response; with `stream: true`, Server-Sent Events instead: `data: "
+        "{chunk}` events, then `data: [DONE]`",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    return {200: ok, **_GENERATION_ERRORS}
 
 
 def _gateway(request: Request) -> Gateway:
@@ -54,12 +79,18 @@ async def _respond(
     return JSONResponse(body.model_dump())
 
 
-@router.post("/v1/completions")
+@generation_router.post(
+    "/v1/completions",
+    openapi_extra=json_body(CompletionRequest),
+    responses=_generation_responses(CompletionResponse),
+)
 async def completions(request: Request) -> Response:
     gw = _gateway(request)
     arrival_s = gw.clock()
-    req = parse_body(await request.body(), CompletionRequest)
-    prepared = prepare_completion(req, gw.tokenizer, gw.model_name, gw.max_model_len)
+    req = await read_json(request, CompletionRequest, gw.settings.max_body_bytes)
+    prepared = await anyio.to_thread.run_sync(
+        prepare_completion, req, gw.tokenizer, gw.model_name, gw.max_model_len
+    )
     request_id = f"cmpl-{uuid.uuid4().hex}"
     fmt = CompletionFormat(
         request_id, gw.model_name, int(time.time()), gw.tokenizer, req.logprobs is not None
@@ -67,12 +98,18 @@ async def completions(request: Request) -> Response:
     return await _respond(request, gw, request_id, prepared, arrival_s, fmt, req.stream, req.include_usage)
 
 
-@router.post("/v1/chat/completions")
+@generation_router.post(
+    "/v1/chat/completions",
+    openapi_extra=json_body(ChatCompletionRequest),
+    responses=_generation_responses(ChatCompletionResponse),
+)
 async def chat_completions(request: Request) -> Response:
     gw = _gateway(request)
     arrival_s = gw.clock()
-    req = parse_body(await request.body(), ChatCompletionRequest)
-    prepared = prepare_chat(req, gw.tokenizer, gw.model_name, gw.max_model_len)
+    req = await read_json(request, ChatCompletionRequest, gw.settings.max_body_bytes)
+    prepared = await anyio.to_thread.run_sync(
+        prepare_chat, req, gw.tokenizer, gw.model_name, gw.max_model_len
+    )
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     fmt = ChatFormat(request_id, gw.model_name, int(time.time()), gw.tokenizer, req.logprobs)
     return await _respond(request, gw, request_id, prepared, arrival_s, fmt, req.stream, req.include_usage)
@@ -84,15 +121,32 @@ async def models(request: Request) -> ModelList:
     return ModelList(data=[ModelCard(id=gw.model_name, created=gw.created, max_model_len=gw.max_model_len)])
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    responses={
+        200: {"description": "some instance can take requests"},
+        503: {"description": "no instance can take requests now; `reason` says why"},
+    },
+)
 async def health(request: Request) -> JSONResponse:
-    """200 while at least one instance is healthy, else 503 (a readiness signal)."""
+    """A readiness signal: 200 while some instance can take requests (healthy and not draining),
+    else 503 with a `reason` and `Retry-After`. Both count the instances, the healthy ones and the
+    healthy ones that are draining."""
     views = _gateway(request).cluster.views()
-    healthy = sum(1 for v in views if v.healthy)
-    return JSONResponse(
-        {"status": "ok" if healthy else "unavailable", "instances": len(views), "healthy_instances": healthy},
-        status_code=200 if healthy else 503,
-    )
+    healthy = [v for v in views if v.healthy]
+    draining = sum(1 for v in healthy if v.draining)
+    counts = {"instances": len(views), "healthy_instances": len(healthy), "draining_instances": draining}
+    if draining < len(healthy):
+        return JSONResponse({"status": "ok", **counts})
+    if not views:
+        reason = "the cluster has no instances"
+    elif not healthy:
+        reason = f"no instance is healthy (0 of {len(views)})"
+    else:
+        reason = (f"every healthy instance is draining ({draining} of {len(views)}); "
+                  "POST /admin/v1/instances/{id}/undrain serves with one again")
+    return JSONResponse({"status": "unavailable", "reason": reason, **counts}, status_code=503,
+                        headers=error_headers(503))
 
 
 @router.get("/metrics")

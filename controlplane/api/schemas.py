@@ -5,6 +5,16 @@ ranges field by field (so a 400 names the field), and normalise shapes: a comple
 either text or a list of token ids, and chat `content` parts become one string. Only `n == 1` is
 served. vLLM extensions accepted: `top_k` (-1 or 0 disables it), `ignore_eos`, `stop_token_ids`.
 
+Types are strict: an integer field takes a JSON integer only (not `true`, `1.5` or `"1"`), a boolean
+field `true` or `false` only, a number field any finite JSON number (not `true` or `"1"`). Ranges,
+as vLLM validates them at its API edge unless noted:
+- `temperature`: 0 to `MAX_TEMPERATURE` (100; OpenAI documents 0 to 2); below 1e-5 it is greedy
+  (`prepare`).
+- `top_p`: `MIN_TOP_P` (1e-8) to 1. vLLM takes any value above 0; one below 1e-8 keeps only the most
+  likely token for any vocabulary under 10^8 tokens, so it is greedy sampling in disguise: ask for
+  `temperature: 0`.
+- `seed`: a signed 64-bit integer (`API_SEED_RANGE`).
+
 Flotilla's scheduling fields (both endpoints):
 - `priority`: `"high"`, `"normal"` (default) or `"low"`, case-insensitive; the engine serves higher
   classes first (`instances.types.Priority`).
@@ -18,9 +28,19 @@ Flotilla's scheduling fields (both endpoints):
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from instances.types import Priority
@@ -33,12 +53,25 @@ ENGINE_PRIORITIES: dict[str, Priority] = {
 }
 
 
+MAX_TEMPERATURE = 100.0
+MIN_TOP_P = 1e-8
+API_SEED_RANGE = (-(2**63), 2**63 - 1)
+"""The seeds the API takes: a signed 64-bit integer, as vLLM's API (the engine's
+`instances.types.SEED_RANGE` takes unsigned 64-bit seeds as well)."""
+
+_PRIORITY_SCHEMA = {
+    "type": "string",
+    "pattern": "^([Hh][Ii][Gg][Hh]|[Nn][Oo][Rr][Mm][Aa][Ll]|[Ll][Oo][Ww])$",
+    "description": "high, normal or low, in any case",
+}
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
 class StreamOptions(_Request):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class SLO(_Request):
@@ -64,20 +97,20 @@ class SamplingFields(_Request):
     """Fields shared by both endpoints, sampling and scheduling (`priority`, `slo`, `offline`)."""
 
     model: str
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    top_k: int = Field(default=0, ge=-1)
-    seed: int | None = None
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=MAX_TEMPERATURE, strict=True, allow_inf_nan=False)
+    top_p: float = Field(default=1.0, ge=MIN_TOP_P, le=1.0, strict=True, allow_inf_nan=False)
+    top_k: StrictInt = Field(default=0, ge=-1)
+    seed: StrictInt | None = Field(default=None, ge=API_SEED_RANGE[0], le=API_SEED_RANGE[1])
     stop: str | list[str] | None = None
-    stop_token_ids: list[int] = Field(default_factory=list)
-    ignore_eos: bool = False
-    n: int = 1
-    stream: bool = False
+    stop_token_ids: list[StrictInt] = Field(default_factory=list)
+    ignore_eos: StrictBool = False
+    n: StrictInt = Field(default=1, json_schema_extra={"const": 1})
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    priority: PriorityName = "normal"
+    priority: Annotated[PriorityName, WithJsonSchema(_PRIORITY_SCHEMA)] = "normal"
     slo: SLO | None = None
-    offline: bool = False  # declared after `priority`: its validator reads the validated priority
+    offline: StrictBool = False  # declared after `priority`: its validator reads the validated priority
 
     @field_validator("n")
     @classmethod
@@ -144,9 +177,9 @@ class CompletionRequest(SamplingFields):
     `logprobs` is the number of top alternatives to report per token (0..20)."""
 
     prompt: str | list[int]
-    logprobs: int | None = Field(default=None, ge=0, le=20)
+    logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
 
-    @field_validator("prompt", mode="before")
+    @field_validator("prompt", mode="before", json_schema_input_type=str | list[str] | list[int])
     @classmethod
     def _one_prompt(cls, value: Any) -> Any:
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
@@ -168,13 +201,20 @@ class CompletionRequest(SamplingFields):
         )
 
 
+class TextPart(_Request):
+    """A text content part: `{"type": "text", "text": ...}`."""
+
+    type: Literal["text"]
+    text: str
+
+
 class ChatMessage(_Request):
     """One message; list-of-parts `content` (text parts only) is joined into one string."""
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | None = None
 
-    @field_validator("content", mode="before")
+    @field_validator("content", mode="before", json_schema_input_type=str | list[TextPart] | None)
     @classmethod
     def _join_text_parts(cls, value: Any) -> Any:
         if not isinstance(value, list):
@@ -196,9 +236,9 @@ class ChatCompletionRequest(SamplingFields):
     `logprobs` switches log-probabilities on; `top_logprobs` (0..20) asks for alternatives."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    logprobs: StrictBool = False
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
 
     @field_validator("top_logprobs")
     @classmethod

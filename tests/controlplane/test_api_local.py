@@ -240,7 +240,7 @@ async def test_models_health_metrics(served: Served):
     models = await served.client.models.list()
     assert [m.id for m in models.data] == [MODEL]
     health = await served.http.get("/health")
-    assert health.json() == {"status": "ok", "instances": 2, "healthy_instances": 2}
+    assert health.json() == {"status": "ok", "instances": 2, "healthy_instances": 2, "draining_instances": 0}
     await served.client.completions.create(prompt=PROMPT, **_greedy(max_tokens=2))
     metrics = (await served.http.get("/metrics")).text
     assert 'flotilla_instance_free_blocks{instance="instance-0"} 64.0' in metrics

@@ -3,7 +3,7 @@
 import pytest
 
 from controlplane.config import load_config
-from controlplane.serve import engine_config
+from controlplane.serve import admin_access, engine_config
 from flotilla.errors import ConfigError
 from instances.models.loader import tiny_config
 
@@ -30,3 +30,21 @@ def test_configured_context_beyond_the_model_is_refused():
     cfg = load_config(None, {"model.max_model_len": 4096, "engine.num_blocks": 4096})
     with pytest.raises(ConfigError, match="exceeds the model's 2048 positions"):
         engine_config(cfg, tiny_config(260))
+
+
+def test_start_up_says_who_may_call_the_admin_api():
+    assert admin_access(load_config(None, {}), {}) == (
+        None,
+        (
+            "admin API (/admin/v1): no admin token set (admin.token or FLOTILLA_ADMIN_TOKEN), "
+            "so it answers loopback clients only"
+        ),
+    )
+    assert admin_access(load_config(None, {}), {"FLOTILLA_ADMIN_TOKEN": "t0k"}) == (
+        "t0k",
+        "admin API (/admin/v1): needs the bearer token of FLOTILLA_ADMIN_TOKEN",
+    )
+    assert admin_access(load_config(None, {"admin.token": "c0nf"}), {"FLOTILLA_ADMIN_TOKEN": "t0k"}) == (
+        "c0nf",
+        "admin API (/admin/v1): needs the bearer token of admin.token",
+    )

@@ -1,5 +1,5 @@
 """The admin REST API over the Ray runtime: listing instances, migrating a streaming request (its
-text identical to an unmigrated run), draining, and clear errors for bad calls."""
+text identical to an unmigrated run), draining and undraining, and clear errors for bad calls."""
 
 from __future__ import annotations
 
@@ -102,8 +102,11 @@ async def test_bad_admin_calls(served):
     assert r.status_code == 404 and "instance-9" in r.json()["error"]["message"]
     r = await http.post("/admin/v1/requests/nobody/migrate", json={"where": "instance-1"})
     assert r.status_code == 400 and r.json()["error"]["message"].startswith("to: ")
-    r = await http.post("/admin/v1/instances/instance-9/drain")
-    assert r.status_code == 404
+    for verb in ("drain", "undrain"):
+        r = await http.post(f"/admin/v1/instances/instance-9/{verb}")
+        assert r.status_code == 404 and "instance-9" in r.json()["error"]["message"]
+    r = await http.post("/admin/v1/requests/nobody/migrate", content='{"to": "instance-1"}')
+    assert r.status_code == 415
 
 
 async def test_drain_a_busy_instance(served):
@@ -122,4 +125,6 @@ async def test_drain_a_busy_instance(served):
     assert i0["freeness"] is None
     # new requests go elsewhere while it drains
     assert (await http.post("/v1/completions", json={**BODY, "max_tokens": 4})).status_code == 200
-    await cluster.set_draining("instance-0", False)
+    r = await http.post("/admin/v1/instances/instance-0/undrain")
+    assert r.status_code == 200 and r.json() == {"id": "instance-0", "status": "serving"}
+    assert (await instances(http))["instance-0"]["status"] == "serving"

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -29,18 +31,33 @@ class Harness:
         return self.metrics.registry.get_sample_value(name, labels)
 
 
-def make_app(cluster: ScriptedCluster, metrics: Metrics, profile: str = "default") -> FastAPI:
+def make_app(
+    cluster: ScriptedCluster, metrics: Metrics, profile: str = "default", **options: Any
+) -> FastAPI:
+    """The gateway over `cluster` with the char tokenizer; `options` go to `create_app`."""
     framework = build_framework(FlotillaConfig().scheduling.profiles)
+    options.setdefault("tokenizer", CharTokenizer())
     return create_app(
-        cluster, CharTokenizer(), MODEL, MAX_MODEL_LEN, framework, profile, metrics, rng=random.Random(0)
+        cluster, model_name=MODEL, max_model_len=MAX_MODEL_LEN, framework=framework, profile=profile,
+        metrics=metrics, rng=random.Random(0), **options
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    cluster: ScriptedCluster | None = None, client: tuple[str, int] = ("127.0.0.1", 123), **options: Any
+) -> AsyncIterator[Harness]:
+    """A Harness over a fresh app (`options` go to `create_app`), its HTTP client calling from
+    `client`'s address (httpx's default: loopback)."""
+    cluster = cluster if cluster is not None else ScriptedCluster()
+    metrics = Metrics()
+    app = make_app(cluster, metrics, **options)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=client)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        yield Harness(cluster, metrics, app, http)
 
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    cluster = ScriptedCluster()
-    metrics = Metrics()
-    app = make_app(cluster, metrics)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-        yield Harness(cluster, metrics, app, client)
+    async with serving() as h:
+        yield h

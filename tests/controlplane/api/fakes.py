@@ -7,6 +7,7 @@ token per character. The real runtime and tokenizer are exercised in tests/contr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -50,14 +51,16 @@ BLOCK = "block"  # a script entry that makes the stream wait until it is closed
 HELLO = [Step(0, [104, 105], "hi"), Step(2, [33], "!", FinishReason.STOP, cached=16)]
 
 
-def view(instance_id: str, healthy: bool = True) -> InstanceView:
+def view(instance_id: str, healthy: bool = True, draining: bool = False) -> InstanceView:
     return InstanceView(instance_id=instance_id, running=0, waiting=0, free_blocks=100, total_blocks=100,
-                        block_size=16, tokens_in_flight=0, queued_prompt_tokens=0, healthy=healthy)
+                        block_size=16, tokens_in_flight=0, queued_prompt_tokens=0, healthy=healthy,
+                        draining=draining)
 
 
 @dataclass
 class ScriptedCluster:
-    """A Cluster whose every request replays `script`: Steps, BLOCK, or an exception to raise."""
+    """A Cluster whose every request replays `script`: Steps, BLOCK, or an exception to raise; it
+    drains as the runtimes do, so a `Controller` can drive it."""
 
     script: list[Step | str | Exception] = field(default_factory=lambda: list(HELLO))
     instances: list[InstanceView] = field(default_factory=lambda: [view("i0"), view("i1")])
@@ -92,6 +95,11 @@ class ScriptedCluster:
                 )
         finally:
             self.closed.append(request.request_id)
+
+    async def set_draining(self, instance_id: str, draining: bool) -> None:
+        """As the runtimes: the instance's view says so at once."""
+        self.instances = [dataclasses.replace(v, draining=draining) if v.instance_id == instance_id else v
+                          for v in self.instances]
 
     async def abort(self, instance_id: str, request_id: str) -> None:
         raise AssertionError("the gateway aborts by closing the stream, not by calling abort()")

@@ -98,6 +98,23 @@ async def test_completion_fields_reach_the_engine(harness: Harness):
     )
 
 
+async def test_a_temperature_below_1e5_is_greedy_and_the_bounds_are_inclusive(harness: Harness):
+    cases = [
+        ({"temperature": 0.99e-5}, {"temperature": 0.0}),  # greedy, as vLLM
+        ({"temperature": 1e-5}, {"temperature": 1e-5}),
+        ({"temperature": 1}, {"temperature": 1.0}),  # an integer is a number
+        ({"temperature": 100}, {"temperature": 100.0}),
+        ({"top_p": 1e-8}, {"top_p": 1e-8}),
+        ({"seed": 2**63 - 1}, {"seed": 2**63 - 1}),
+        ({"seed": -(2**63)}, {"seed": -(2**63)}),
+    ]
+    for fields, _ in cases:
+        assert (await harness.client.post("/v1/completions", json={**COMPLETION, **fields})).status_code == 200
+    assert [req.sampling for _, req in harness.cluster.requests] == [
+        SamplingParams(max_tokens=5, **sampling) for _, sampling in cases
+    ]
+
+
 async def test_chat_offline_runs_in_the_offline_class(harness: Harness):
     body = {**CHAT, "offline": True, "priority": "low", "slo": {"tpot_ms": 100}}
     assert (await harness.client.post("/v1/chat/completions", json=body)).status_code == 200
@@ -335,12 +352,14 @@ async def test_instance_unavailable_is_503(harness: Harness):
     harness.cluster.script = [InstanceUnavailable("instance i0 is gone; retry")]
     resp = await harness.client.post("/v1/completions", json=COMPLETION)
     _error(resp, 503, "service_unavailable", "instance i0 is gone; retry")
+    assert resp.headers["retry-after"] == "1"
 
 
 async def test_no_healthy_instance_is_503(harness: Harness):
     harness.cluster.instances = [view("i0", healthy=False)]
     resp = await harness.client.post("/v1/chat/completions", json={**CHAT, "stream": True})
     assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "1"
     assert resp.json()["error"]["type"] == "service_unavailable"
     assert resp.json()["error"]["message"].endswith(
         "filter 'healthy' of profile 'default' rejected all 1 candidates"
@@ -379,7 +398,7 @@ async def test_no_healthy_instance_is_503(harness: Harness):
             {**COMPLETION, "top_p": 0},
             400,
             "invalid_request_error",
-            "top_p: Input should be greater than 0",
+            "top_p: Input should be greater than or equal to 0.00000001",
             "top_p",
         ),
         ({**COMPLETION, "n": 2}, 400, "invalid_request_error", "n: only n=1 is supported, got 2", "n"),
@@ -459,6 +478,42 @@ async def test_no_healthy_instance_is_503(harness: Harness):
             'offline: an offline request runs in the lowest class; it conflicts with priority "high"',
             "offline",
         ),
+        *[
+            ({**COMPLETION, field: value}, 400, "invalid_request_error", f"{field}: {message}", field)
+            for field, value, message in [
+                ("max_tokens", True, "Input should be a valid integer"),
+                ("max_tokens", 5.0, "Input should be a valid integer"),
+                ("max_tokens", "5", "Input should be a valid integer"),
+                ("stream", "yes", "Input should be a valid boolean"),
+                ("stream", 1, "Input should be a valid boolean"),
+                ("n", 1.5, "Input should be a valid integer"),
+                ("n", True, "Input should be a valid integer"),
+                ("top_k", 2.0, "Input should be a valid integer"),
+                ("logprobs", True, "Input should be a valid integer"),
+                ("ignore_eos", "true", "Input should be a valid boolean"),
+                ("temperature", True, "Input should be a valid number"),
+                ("temperature", "0.5", "Input should be a valid number"),
+                ("temperature", 100.5, "Input should be less than or equal to 100"),
+                ("top_p", 1e-9, "Input should be greater than or equal to 0.00000001"),
+                ("seed", 2**63, "Input should be less than or equal to 9223372036854775807"),
+                ("seed", -(2**63) - 1, "Input should be greater than or equal to -9223372036854775808"),
+                ("seed", 1.0, "Input should be a valid integer"),
+            ]
+        ],
+        (
+            {**COMPLETION, "stop_token_ids": [3, 4.0]},
+            400,
+            "invalid_request_error",
+            "stop_token_ids.1: Input should be a valid integer",
+            "stop_token_ids.1",
+        ),
+        (
+            {**COMPLETION, "stream": True, "stream_options": {"include_usage": 1}},
+            400,
+            "invalid_request_error",
+            "stream_options.include_usage: Input should be a valid boolean",
+            "stream_options.include_usage",
+        ),
     ],
 )
 async def test_completion_bad_input(harness: Harness, body, status, error_type, message, param):
@@ -497,7 +552,7 @@ async def test_completion_bad_input(harness: Harness, body, status, error_type, 
         ),
         (
             {**CHAT, "priority": "NORMAL", "offline": "maybe"},
-            "offline: Input should be a valid boolean, unable to interpret input",
+            "offline: Input should be a valid boolean",
             "offline",
         ),
         (
@@ -506,6 +561,17 @@ async def test_completion_bad_input(harness: Harness, body, status, error_type, 
             "offline",
         ),
         ({**CHAT, "slo": 200}, "slo: Input should be a valid dictionary or instance of SLO", "slo"),
+        ({**CHAT, "logprobs": 1}, "logprobs: Input should be a valid boolean", "logprobs"),
+        (
+            {**CHAT, "logprobs": True, "top_logprobs": 2.0},
+            "top_logprobs: Input should be a valid integer",
+            "top_logprobs",
+        ),
+        (
+            {**CHAT, "max_completion_tokens": True},
+            "max_completion_tokens: Input should be a valid integer",
+            "max_completion_tokens",
+        ),
     ],
 )
 async def test_chat_bad_input(harness: Harness, body, message, param):
@@ -549,15 +615,49 @@ async def test_models(harness: Harness):
     assert card == {"id": MODEL, "object": "model", "owned_by": "flotilla", "max_model_len": MAX_MODEL_LEN}
 
 
-async def test_health(harness: Harness):
-    resp = await harness.client.get("/health")
-    assert (resp.status_code, resp.json()) == (200, {"status": "ok", "instances": 2, "healthy_instances": 2})
-    harness.cluster.instances = [view("i0", healthy=False)]
+async def test_health_ok_while_some_instance_takes_requests(harness: Harness):
     resp = await harness.client.get("/health")
     assert (resp.status_code, resp.json()) == (
-        503,
-        {"status": "unavailable", "instances": 1, "healthy_instances": 0},
+        200,
+        {"status": "ok", "instances": 2, "healthy_instances": 2, "draining_instances": 0},
     )
+    harness.cluster.instances = [view("i0", healthy=False), view("i1", draining=True), view("i2")]
+    resp = await harness.client.get("/health")
+    assert (resp.status_code, resp.json()) == (
+        200,
+        {"status": "ok", "instances": 3, "healthy_instances": 2, "draining_instances": 1},
+    )
+    assert "retry-after" not in resp.headers
+
+
+@pytest.mark.parametrize(
+    ("instances", "reason", "counts"),
+    [
+        ([], "the cluster has no instances", (0, 0, 0)),
+        ([view("i0", healthy=False)], "no instance is healthy (0 of 1)", (1, 0, 0)),
+        (
+            [view("i0", draining=True), view("i1", healthy=False, draining=True), view("i2", draining=True)],
+            (
+                "every healthy instance is draining (2 of 3); "
+                "POST /admin/v1/instances/{id}/undrain serves with one again"
+            ),
+            (3, 2, 2),
+        ),
+    ],
+)
+async def test_health_unavailable_says_why(harness: Harness, instances, reason, counts):
+    harness.cluster.instances = instances
+    resp = await harness.client.get("/health")
+    assert resp.status_code == 503
+    assert resp.headers["retry-after"] == "1"
+    total, healthy, draining = counts
+    assert resp.json() == {
+        "status": "unavailable",
+        "reason": reason,
+        "instances": total,
+        "healthy_instances": healthy,
+        "draining_instances": draining,
+    }
 
 
 async def test_metrics_after_requests(harness: Harness):
