@@ -68,6 +68,11 @@ class StreamBroken(FlotillaError):
     """A request's token stream skipped or overlapped output tokens (an internal error)."""
 
 
+class RequestFailed(FlotillaError):
+    """The engine could not continue the request (e.g. its sampling failed); sending it again as
+    it is will fail again."""
+
+
 class NotFound(FlotillaError):
     """The named instance or request does not exist (or no longer)."""
 

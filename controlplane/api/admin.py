@@ -8,7 +8,7 @@ name (a Unix socket), gets a 403. A reverse proxy on the same host makes every c
 set a token behind one.
 
 - `GET /admin/v1/instances`: every instance's id, role, status (`serving`, `draining`, `drained`
-  once a draining instance holds nothing, `unhealthy`), running and waiting requests, free and
+  once a draining instance holds nothing, `restarting` after it was lost, `unhealthy`), running and waiting requests, free and
   total KV blocks, and what the controller's migration policy exposes about it
   (`MigrationPolicy.instance_info`; the llumnix policies: `freeness`, null when draining).
 - `POST /admin/v1/instances/{id}/drain`: 202; the instance accepts no new work and the controller
@@ -94,6 +94,8 @@ class MigrateBody(BaseModel):
 
 
 def _status(v: InstanceView) -> str:
+    if v.restarting:
+        return "restarting"
     if not v.healthy:
         return "unhealthy"
     if v.draining:

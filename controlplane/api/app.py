@@ -57,7 +57,8 @@ def create_app(
     if admin_token is not None and not valid_admin_token(admin_token):
         raise ConfigError(f"the admin token must match {ADMIN_TOKEN_PATTERN} (visible ASCII, no spaces)")
     dispatcher = Dispatcher(
-        cluster, framework, profile, metrics, model_name, rng if rng is not None else random.Random(0), clock
+        cluster, framework, profile, metrics, model_name, rng if rng is not None else random.Random(0), clock,
+        settings.max_resumes,
     )
     app = FastAPI(title="Flotilla gateway", docs_url=None, redoc_url=None)
     app.state.gateway = Gateway(

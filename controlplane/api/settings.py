@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from annotated_types import Gt
+from annotated_types import Ge, Gt
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
@@ -45,11 +45,15 @@ class GatewaySettings:
     a 413, answered before the body is parsed (from its Content-Length, or as soon as a streamed
     body passes the limit). max_queued_requests: completion and chat requests accepted and not yet
     finished, per gateway; one more is a 429. A request counts from its arrival (before its body is
-    read) until its response has been sent, its stream included, or its client has gone."""
+    read) until its response has been sent, its stream included, or its client has gone.
+    max_resumes: how many times a request whose instance is lost mid-stream resumes on another
+    instance (from its prompt and the tokens it had streamed; the client sees one stream); the
+    next loss ends its stream with an error event."""
 
     cors_origins: tuple[Annotated[str, AfterValidator(checked_origin)], ...] = ()
     max_body_bytes: Annotated[int, Gt(0)] = 4 * 1024 * 1024
     max_queued_requests: Annotated[int, Gt(0)] = 1024
+    max_resumes: Annotated[int, Ge(0)] = 2
 
     def __post_init__(self) -> None:
         for origin in self.cors_origins:
@@ -58,3 +62,5 @@ class GatewaySettings:
             raise ValueError(f"gateway.max_body_bytes must be >= 1, got {self.max_body_bytes}")
         if self.max_queued_requests < 1:
             raise ValueError(f"gateway.max_queued_requests must be >= 1, got {self.max_queued_requests}")
+        if self.max_resumes < 0:
+            raise ValueError(f"gateway.max_resumes must be >= 0, got {self.max_resumes}")

@@ -156,6 +156,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.request_resumes_total = Counter(
+            "flotilla_request_resumes_total",
+            "Requests resumed on another instance from the output they had streamed, by why their "
+            "stream broke (instance_lost: the instance died or became unreachable; stream_broken: "
+            "a token went missing in transit).",
+            ["reason"],
+            registry=r,
+        )
         self.scheduling_decision_seconds = Histogram(
             "flotilla_scheduling_decision_seconds",
             "Time the scheduling framework took to place a request.",

@@ -4,8 +4,8 @@ Implements `controlplane.runtime.base.Cluster`.
 - Submissions are coalesced per instance: every request dispatched in one event-loop tick goes out
   in one `add_requests` call.
 - One long-poll task per instance (`next_outputs`) brings back token chunks and the instance's stats
-  snapshot together; the view used for scheduling is that pushed snapshot plus what this gateway has
-  dispatched since (pending requests and tokens).
+  snapshot together; that pushed snapshot is the instance's view (the gateway's dispatcher adds
+  what it placed since, `controlplane.scheduling.pending`).
 - A lost actor (its process killed, its step loop failed, its node gone, or unreachable) fails
   the streams it served with `InstanceUnavailable` (the gateway resumes them elsewhere) and is
   marked unhealthy and `restarting` until it answers `start()` again: Ray restarts its process
@@ -57,8 +57,6 @@ class _Instance:
     num_cpus: float
     handle: ray.actor.ActorHandle
     stats: InstanceStats
-    pending_requests: int = 0
-    pending_tokens: int = 0
 
     @staticmethod
     def actor(spec: ReplicaSpec, num_cpus: float) -> ray.actor.ActorHandle:
@@ -117,11 +115,7 @@ class RayCluster:
 
     # ---- Cluster protocol ---------------------------------------------------------------------
     def views(self) -> list[InstanceView]:
-        return [
-            replace(inst.stats, pending_requests=inst.pending_requests, pending_tokens=inst.pending_tokens)
-            if inst.pending_requests else inst.stats
-            for inst in self.instances.values()
-        ]
+        return [inst.stats for inst in self.instances.values()]
 
     async def generate(self, instance_id: str, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
         inst = self._instance(instance_id)
@@ -138,8 +132,6 @@ class RayCluster:
             if inst.stats.draining:  # placed before the drain began: another instance may take it
                 raise InstanceUnavailable(error)
             raise InvalidRequest(error)
-        inst.pending_requests += 1
-        inst.pending_tokens += len(request.prompt_token_ids)
         # the abort goes to wherever the request runs by then (it may have migrated)
         stream = self.router.stream(rid, lambda: self.abort(self.router.instance_of(rid) or instance_id, rid))
         async with contextlib.aclosing(stream):  # closing us closes it at once: the abort is immediate
@@ -234,7 +226,6 @@ class RayCluster:
                 await self._recover(inst, e)
                 continue
             inst.stats = stats
-            inst.pending_requests = inst.pending_tokens = 0
             self.router.deliver(chunks)
 
     async def _recover(self, inst: _Instance, error: RayActorError) -> None:
@@ -244,7 +235,6 @@ class RayCluster:
         draining = inst.stats.draining
         inst.stats = replace(inst.stats, healthy=False, restarting=True, running=0, waiting=0,
                              free_blocks=0, tokens_in_flight=0, queued_prompt_tokens=0)
-        inst.pending_requests = inst.pending_tokens = 0
         lost = self.router.fail_instance(iid, InstanceUnavailable(f"instance {iid} was lost; retry the request"))
         wait = RESTART_BACKOFF_S[0]
         while True:

@@ -45,6 +45,7 @@ class Step:
     finish: FinishReason | None = None
     cached: int = 0
     logprobs: list[TokenLogprob] | None = None
+    error: str | None = None
 
 
 BLOCK = "block"  # a script entry that makes the stream wait until it is closed
@@ -60,9 +61,11 @@ def view(instance_id: str, healthy: bool = True, draining: bool = False) -> Inst
 @dataclass
 class ScriptedCluster:
     """A Cluster whose every request replays `script`: Steps, BLOCK, or an exception to raise; it
-    drains as the runtimes do, so a `Controller` can drive it."""
+    drains as the runtimes do, so a `Controller` can drive it. `then`: scripts for the following
+    `generate` calls, one each, in order (a resumed request's), before `script` again."""
 
     script: list[Step | str | Exception] = field(default_factory=lambda: list(HELLO))
+    then: list[list[Step | str | Exception]] = field(default_factory=list)
     instances: list[InstanceView] = field(default_factory=lambda: [view("i0"), view("i1")])
     requests: list[tuple[str, EngineRequest]] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
@@ -72,9 +75,10 @@ class ScriptedCluster:
         return list(self.instances)
 
     async def generate(self, instance_id: str, request: EngineRequest) -> AsyncIterator[GenerationChunk]:
+        script = self.then.pop(0) if self.requests and self.then else self.script
         self.requests.append((instance_id, request))
         try:
-            for entry in self.script:
+            for entry in script:
                 if isinstance(entry, Exception):
                     raise entry
                 if entry == BLOCK:
@@ -92,6 +96,7 @@ class ScriptedCluster:
                     finish_reason=entry.finish,
                     num_prompt_tokens=len(request.prompt_token_ids),
                     num_cached_tokens=entry.cached,
+                    error=entry.error,
                 )
         finally:
             self.closed.append(request.request_id)

@@ -25,3 +25,14 @@ def test_freeness_counts_the_configured_headroom():
 
 def test_without_a_controller_only_the_stats():
     assert "freeness" not in instance_info(view("a"), None)
+
+
+def test_the_status_of_each_state():
+    cases = {
+        "serving": view("a"),
+        "draining": view("a", draining=True, running=1),
+        "drained": view("a", draining=True),
+        "restarting": view("a", healthy=False, restarting=True, draining=True),
+        "unhealthy": view("a", healthy=False),
+    }
+    assert {want: instance_info(v, None)["status"] for want, v in cases.items()} == {w: w for w in cases}

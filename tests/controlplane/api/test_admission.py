@@ -79,7 +79,7 @@ async def test_one_request_past_the_limit_is_429_until_a_slot_frees():
         (None, "/v1/completions", {"content": json.dumps(COMPLETION)}, 415),
         (None, "/v1/completions", {"json": {**COMPLETION, "prompt": "x" * 2000}}, 413),
         ("unhealthy", "/v1/completions", {"json": COMPLETION}, 503),
-        ("broken", "/v1/completions", {"json": COMPLETION}, 500),
+        ("broken", "/v1/completions", {"json": COMPLETION}, 503),  # resumed, then given up
         ("broken", "/v1/completions", {"json": {**COMPLETION, "stream": True}}, 200),  # error event
     ],
 )

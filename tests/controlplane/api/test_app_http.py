@@ -14,7 +14,7 @@ from controlplane.observability.metrics import Metrics
 from controlplane.scheduling.registry import ProfileConfig, build_framework
 from controlplane.scheduling.types import RequestView
 from flotilla.errors import ConfigError, InstanceUnavailable, StreamBroken
-from instances.types import FinishReason, Priority, SamplingParams, TokenLogprob
+from instances.types import FinishReason, Priority, Resumed, SamplingParams, TokenLogprob
 from tests.controlplane.api.conftest import MAX_MODEL_LEN, MODEL, Harness
 from tests.controlplane.api.fakes import BOS, EOS, CharTokenizer, ScriptedCluster, Step, view
 
@@ -297,36 +297,50 @@ async def test_chat_logprobs(harness: Harness):
     assert harness.cluster.requests[0][1].sampling.logprobs == 2
 
 
-async def test_broken_stream_is_internal_error(harness: Harness):
-    harness.cluster.script = [Step(0, [104], "h"), StreamBroken("request r1: output tokens 1..1 are missing")]
+async def test_a_request_that_keeps_losing_its_instance_fails_after_max_resumes(harness: Harness):
+    harness.cluster.script = [Step(0, [104], "h"), InstanceUnavailable("instance i0 was lost; retry")]
+    harness.cluster.then = [[Step(1, [105], "i"), StreamBroken("request r1: output tokens 2..2 are missing")],
+                            [InstanceUnavailable("instance i1 was lost; retry")]]
     resp = await harness.client.post("/v1/completions", json=COMPLETION)
-    _error(
-        resp,
-        500,
-        "internal_error",
-        "request r1: output tokens 1..1 are missing",
-    )
+    rid = harness.cluster.requests[0][1].request_id
+    _error(resp, 503, "service_unavailable",
+           f"request {rid} lost its instance 3 times (last: instance i1 was lost; retry); send it again")
+    resumed = [r.resumed for _, r in harness.cluster.requests]
+    assert resumed == [None, Resumed([104], None, 1), Resumed([104, 105], None, 2)]
+    assert harness.sample("flotilla_request_resumes_total", reason="instance_lost") == 1
+    assert harness.sample("flotilla_request_resumes_total", reason="stream_broken") == 1
     assert harness.sample("flotilla_requests_total", model=MODEL, finish_reason="error") == 1
+    assert harness.cluster.closed == [rid] * 3
 
 
-async def test_broken_stream_mid_stream_is_an_error_event(harness: Harness):
-    harness.cluster.script = [Step(0, [104], "h"), StreamBroken("request r1: output tokens 1..1 are missing")]
+async def test_a_lost_instance_is_invisible_in_the_stream(harness: Harness):
+    harness.cluster.script = [Step(0, [104], "h"), InstanceUnavailable("instance i0 was lost; retry")]
+    harness.cluster.then = [[Step(1, [105], "i"), Step(2, [33], "!", FinishReason.STOP)]]
+    resp = await harness.client.post("/v1/completions", json={**COMPLETION, "stream": True,
+                                                              "stream_options": {"include_usage": True}})
+    events = _events(resp.text)
+    assert "".join(e["choices"][0]["text"] for e in events if isinstance(e, dict) and e["choices"]) == "hi!"
+    assert events[-2]["usage"]["completion_tokens"] == 3
+    assert [e for e in events if isinstance(e, dict) and "error" in e] == []
+    assert events[-1] == "[DONE]"
+    (_, first), (_, second) = harness.cluster.requests
+    assert (first.resumed, second.resumed) == (None, Resumed([104], None, 1))
+    assert second.prompt_token_ids == first.prompt_token_ids
+    assert harness.sample("flotilla_request_resumes_total", reason="instance_lost") == 1
+    assert harness.sample("flotilla_requests_total", model=MODEL, finish_reason="stop") == 1
+
+
+async def test_a_request_the_engine_cannot_continue_is_an_error_event(harness: Harness):
+    harness.cluster.script = [Step(0, [104], "h"), Step(1, [], "", FinishReason.ERROR, error="sampling failed: boom")]
     resp = await harness.client.post("/v1/completions", json={**COMPLETION, "stream": True})
-    assert resp.status_code == 200
     events = _events(resp.text)
     rid = harness.cluster.requests[0][1].request_id
-    assert events[1:] == [
-        {
-            "error": {
-                "message": "request r1: output tokens 1..1 are missing",
-                "type": "internal_error",
-                "param": None,
-                "code": 500,
-            }
-        },
+    assert events[-2:] == [
+        {"error": {"message": f"the engine could not continue request {rid}: sampling failed: boom", "type": "internal_error",
+                   "param": None, "code": 500}},
         "[DONE]",
     ]
-    assert harness.cluster.closed == [rid]
+    assert len(harness.cluster.requests) == 1  # not resumed: it would fail again
 
 
 async def test_unexpected_error_hides_details(harness: Harness):
@@ -351,7 +365,9 @@ async def test_unexpected_error_hides_details(harness: Harness):
 async def test_instance_unavailable_is_503(harness: Harness):
     harness.cluster.script = [InstanceUnavailable("instance i0 is gone; retry")]
     resp = await harness.client.post("/v1/completions", json=COMPLETION)
-    _error(resp, 503, "service_unavailable", "instance i0 is gone; retry")
+    rid = harness.cluster.requests[0][1].request_id
+    _error(resp, 503, "service_unavailable",
+           f"request {rid} lost its instance 3 times (last: instance i0 is gone; retry); send it again")
     assert resp.headers["retry-after"] == "1"
 
 

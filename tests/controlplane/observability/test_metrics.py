@@ -19,6 +19,7 @@ EXPECTED_FAMILIES = {
     "flotilla_instance_waiting_requests": "gauge",
     "flotilla_instance_free_blocks": "gauge",
     "flotilla_scheduling_decision_seconds": "histogram",
+    "flotilla_request_resumes": "counter",
     "flotilla_migrations_started": "counter",
     "flotilla_migrations_committed": "counter",
     "flotilla_migrations_aborted": "counter",
