@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+from collections import Counter
 
 import httpx
 import pytest
@@ -15,8 +17,8 @@ from controlplane.scheduling.registry import ProfileConfig, build_framework
 from controlplane.scheduling.types import RequestView
 from flotilla.errors import ConfigError, InstanceUnavailable, StreamBroken
 from instances.types import FinishReason, Priority, Resumed, SamplingParams, TokenLogprob
-from tests.controlplane.api.conftest import MAX_MODEL_LEN, MODEL, Harness
-from tests.controlplane.api.fakes import BOS, EOS, CharTokenizer, ScriptedCluster, Step, view
+from tests.controlplane.api.conftest import MAX_MODEL_LEN, MODEL, Harness, serving
+from tests.controlplane.api.fakes import BLOCK, BOS, EOS, CharTokenizer, ScriptedCluster, Step, view
 
 COMPLETION = {"model": MODEL, "prompt": "abc", "max_tokens": 5}
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "yo"}], "max_tokens": 5}
@@ -702,6 +704,22 @@ async def test_requests_are_placed_by_the_profile():
         for _ in range(3):
             assert (await client.post("/v1/completions", json=COMPLETION)).status_code == 200
     assert [iid for iid, _ in cluster.requests] == ["i0", "i1", "i0"]
+
+
+@pytest.mark.parametrize("profile", ["llumnix", "default"])
+async def test_a_burst_at_idle_instances_spreads(profile):
+    """10 requests at once, no snapshot in between: the dispatcher counts what it placed (and
+    ties rotate), so each of two idle instances gets half."""
+    cluster = ScriptedCluster(script=[BLOCK])
+    async with serving(cluster, profile=profile) as h:
+        sent = [asyncio.create_task(h.client.post("/v1/completions", json=COMPLETION)) for _ in range(10)]
+        while len(cluster.requests) < 10:
+            await asyncio.sleep(0.01)
+        placed = Counter(iid for iid, _ in cluster.requests)
+        for t in sent:
+            t.cancel()
+        await asyncio.gather(*sent, return_exceptions=True)
+    assert placed == {"i0": 5, "i1": 5}
 
 
 def test_unknown_profile_fails_at_creation():
