@@ -175,9 +175,11 @@ class Tokenizer:
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Token ids of `text`; with add_special_tokens, BOS first when the model adds one.
 
-        Special-token text in `text` (e.g. `<|im_start|>`) becomes that single token.
+        Special-token text in `text` (e.g. `<|im_start|>`) becomes that single token. Runs with
+        Python's GIL released (`encode_batch` releases it, `encode` does not), so a long prompt
+        tokenized in a worker thread does not stall the caller's event loop.
         """
-        ids = self.backend.encode(text, add_special_tokens=False).ids
+        ids = self.backend.encode_batch([text], add_special_tokens=False)[0].ids
         if add_special_tokens and self._add_bos:
             return [self._bos, *ids]  # type: ignore[list-item]
         return ids
