@@ -149,7 +149,9 @@ async def health(request: Request) -> JSONResponse:
                         headers=error_headers(503))
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={
+    200: {"description": "The Prometheus text exposition format.",
+          "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
     gw = _gateway(request)
     gw.metrics.set_instances(gw.cluster.views())
