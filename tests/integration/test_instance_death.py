@@ -149,3 +149,29 @@ async def test_every_stream_survives_the_loss_of_the_busy_instance(served, expec
         assert r.status_code == 200 and r.json()["choices"][0]["text"] == expected[0][0]
     views = {v.instance_id: v for v in served.cluster.views()}
     assert views[victim].healthy and not views[victim].restarting
+
+
+async def test_a_failing_instance_call_answers_without_ray_internals(served):
+    """Both instances' submissions fail with a Ray remote error (its text a remote traceback with
+    paths, pids and actor ids): the client gets a clean 503 after the resumes, nothing of Ray."""
+    def break_submissions(actor) -> None:
+        def submit(request):
+            raise RuntimeError(f"injected in {__file__} at pid {os.getpid()}")
+        actor._loop.submit = submit
+
+    def mend(actor) -> None:
+        del actor._loop.submit
+
+    for inst in served.cluster.instances.values():
+        await inst.handle.__ray_call__.remote(break_submissions)
+    try:
+        body = {k: v for k, v in BODIES[0].items() if k not in ("stream", "stream_options")}
+        r = await served.http.post("/v1/completions", json=body)
+    finally:
+        for inst in served.cluster.instances.values():
+            await inst.handle.__ray_call__.remote(mend)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    message = r.json()["error"]["message"]
+    assert message.endswith("is not available; retry); send it again"), message
+    for leak in ("Traceback", "ray::", "pid", "actor", "/", "\x1b["):
+        assert leak not in message, (leak, message)
