@@ -156,7 +156,8 @@ def outcome_body(outcome: TransferOutcome) -> dict[str, object]:
 @admin_router.post("/requests/{request_id}/migrate", openapi_extra=json_body(MigrateBody),
                    responses=error_responses(400, 401, 403, 404, 409, 413, 415, 501, 502, 504))
 async def migrate(request_id: str, request: Request) -> JSONResponse:
-    body = await read_json(request, MigrateBody, request.app.state.gateway.settings.max_body_bytes)
+    gw = request.app.state.gateway
+    body = await read_json(request, MigrateBody, gw.settings.max_body_bytes, gw.cpu_work)
     controller = _controller(request)
     if controller is None:
         return _no_controller()

@@ -6,13 +6,14 @@ import random
 import time
 from collections.abc import Callable
 
+import anyio
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from controlplane.api.admin import MigrateBody, admin_router
 from controlplane.api.admission import Admission
 from controlplane.api.errors import install_error_handlers
-from controlplane.api.gateway import Gateway
+from controlplane.api.gateway import Gateway, cpu_threads
 from controlplane.api.openapi import install_openapi
 from controlplane.api.prepare import Tokenizer
 from controlplane.api.relay import Dispatcher
@@ -72,6 +73,7 @@ def create_app(
         created=int(time.time()),
         settings=settings,
         admission=Admission(settings.max_queued_requests),
+        cpu_work=anyio.CapacityLimiter(cpu_threads()),
     )
     app.state.controller = controller
     app.state.admin_token = admin_token

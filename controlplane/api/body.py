@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import Request
 
 from controlplane.api.errors import M, PayloadTooLarge, UnsupportedMediaType, parse_body
@@ -44,9 +45,11 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: Request, model: type[M], max_bytes: int) -> M:
+async def read_json(request: Request, model: type[M], max_bytes: int, limiter: anyio.CapacityLimiter) -> M:
     """The request's JSON body as `model`: UnsupportedMediaType (415) unless its Content-Type is
     application/json (parameters such as `; charset=utf-8` allowed), then `read_body`'s limit (413),
-    then `parse_body` (400)."""
+    then `parse_body` (400), in a worker thread of `limiter`: decoding and validating megabytes of
+    JSON would hold the event loop for tens of milliseconds."""
     _check_json_type(request.headers.get("content-type"))
-    return parse_body(await read_body(request, max_bytes), model)
+    raw = await read_body(request, max_bytes)
+    return await anyio.to_thread.run_sync(parse_body, raw, model, limiter=limiter)

@@ -3,8 +3,11 @@ settings and admission control."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import anyio
 
 from controlplane.api.admission import Admission
 from controlplane.api.prepare import Tokenizer
@@ -16,7 +19,9 @@ from controlplane.runtime.base import Cluster
 
 @dataclass(frozen=True)
 class Gateway:
-    """Per-app state, built once by `create_app`. `created` is the served model's Unix timestamp."""
+    """Per-app state, built once by `create_app`. `created` is the served model's Unix timestamp.
+    `cpu_work` bounds the worker threads that parse bodies and tokenize prompts (`cpu_threads()`),
+    so that the event loop keeps a CPU while megabyte prompts are being read."""
 
     cluster: Cluster
     tokenizer: Tokenizer
@@ -28,3 +33,9 @@ class Gateway:
     created: int
     settings: GatewaySettings
     admission: Admission
+    cpu_work: anyio.CapacityLimiter
+
+
+def cpu_threads() -> int:
+    """Worker threads for a gateway's CPU work: one fewer than this process may use, at least one."""
+    return max(1, len(os.sched_getaffinity(0)) - 1)

@@ -87,9 +87,9 @@ async def _respond(
 async def completions(request: Request) -> Response:
     gw = _gateway(request)
     arrival_s = gw.clock()
-    req = await read_json(request, CompletionRequest, gw.settings.max_body_bytes)
+    req = await read_json(request, CompletionRequest, gw.settings.max_body_bytes, gw.cpu_work)
     prepared = await anyio.to_thread.run_sync(
-        prepare_completion, req, gw.tokenizer, gw.model_name, gw.max_model_len
+        prepare_completion, req, gw.tokenizer, gw.model_name, gw.max_model_len, limiter=gw.cpu_work
     )
     request_id = f"cmpl-{uuid.uuid4().hex}"
     fmt = CompletionFormat(
@@ -106,9 +106,9 @@ async def completions(request: Request) -> Response:
 async def chat_completions(request: Request) -> Response:
     gw = _gateway(request)
     arrival_s = gw.clock()
-    req = await read_json(request, ChatCompletionRequest, gw.settings.max_body_bytes)
+    req = await read_json(request, ChatCompletionRequest, gw.settings.max_body_bytes, gw.cpu_work)
     prepared = await anyio.to_thread.run_sync(
-        prepare_chat, req, gw.tokenizer, gw.model_name, gw.max_model_len
+        prepare_chat, req, gw.tokenizer, gw.model_name, gw.max_model_len, limiter=gw.cpu_work
     )
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     fmt = ChatFormat(request_id, gw.model_name, int(time.time()), gw.tokenizer, req.logprobs)
