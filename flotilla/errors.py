@@ -103,3 +103,42 @@ class TransferRefused(FlotillaError):
 
     def __reduce__(self) -> tuple[type[TransferRefused], tuple[str, str]]:
         return type(self), (self.reason, self.message)  # pickles (through Ray) with both fields
+
+
+# ---- raised at the HTTP edge only ----------------------------------------------------------
+
+
+class Unauthorized(FlotillaError):
+    """The request lacks the credentials its route needs, or they are wrong."""
+
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class Forbidden(FlotillaError):
+    """The client may not use this route (whatever it sends)."""
+
+    status_code = 403
+    error_type = "permission_error"
+
+
+class PayloadTooLarge(FlotillaError):
+    """The request body is larger than `gateway.max_body_bytes`."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+
+
+class UnsupportedMediaType(FlotillaError):
+    """The request body is not declared as JSON."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+
+
+class Overloaded(RetryableError):
+    """The gateway holds as many requests as it admits (`gateway.max_queued_requests`); retry later.
+    The type is OpenAI's for a rate limit on requests."""
+
+    status_code = 429
+    error_type = "requests"

@@ -36,12 +36,13 @@ from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import Address
 
 from controlplane.api.body import read_json
-from controlplane.api.errors import Forbidden, Unauthorized, error_body
+from controlplane.api.errors import error_body
 from controlplane.api.openapi import error_responses, json_body
 from controlplane.api.settings import ADMIN_TOKEN_ENV
 from controlplane.controller.controller import Controller
 from controlplane.scheduling.types import InstanceView
 from controlplane.transfer.protocol import TransferOutcome
+from flotilla.errors import Forbidden, Unauthorized
 
 
 def is_loopback(client: Address | None) -> bool:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
-from controlplane.api.errors import Overloaded
+from flotilla.errors import Overloaded
 
 
 class Admission:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 from fastapi import Request
 
-from controlplane.api.errors import M, PayloadTooLarge, UnsupportedMediaType, parse_body
-from flotilla.errors import InvalidRequest
+from controlplane.api.errors import M, parse_body
+from flotilla.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 
 def _check_json_type(content_type: str | None) -> None:

@@ -7,8 +7,6 @@ message (the traceback goes to the log, never to the client). Every 429 and 503 
 `Retry-After: 1` (seconds), every 401 `WWW-Authenticate: Bearer`. A client that goes away while
 its request body is being read gets nothing (a 499 in the log).
 
-The errors only the HTTP edge raises are here: `Unauthorized` (401), `Forbidden` (403),
-`PayloadTooLarge` (413), `UnsupportedMediaType` (415) and `Overloaded` (429, retryable).
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from controlplane.api.schemas import ErrorInfo, ErrorResponse
-from flotilla.errors import FlotillaError, InvalidRequest, RetryableError
+from flotilla.errors import FlotillaError, InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -45,42 +43,6 @@ CLIENT_CLOSED_REQUEST = 499
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SCALARS = frozenset({int, float, bool, type(None)})
-
-
-class Unauthorized(FlotillaError):
-    """The request lacks the credentials its route needs, or they are wrong."""
-
-    status_code = 401
-    error_type = "authentication_error"
-
-
-class Forbidden(FlotillaError):
-    """The client may not use this route (whatever it sends)."""
-
-    status_code = 403
-    error_type = "permission_error"
-
-
-class PayloadTooLarge(FlotillaError):
-    """The request body is larger than `gateway.max_body_bytes`."""
-
-    status_code = 413
-    error_type = "invalid_request_error"
-
-
-class UnsupportedMediaType(FlotillaError):
-    """The request body is not declared as JSON."""
-
-    status_code = 415
-    error_type = "invalid_request_error"
-
-
-class Overloaded(RetryableError):
-    """The gateway holds as many requests as it admits (`gateway.max_queued_requests`); retry later.
-    The type is OpenAI's for a rate limit on requests."""
-
-    status_code = 429
-    error_type = "requests"
 
 
 def error_body(status: int, error_type: str, message: str, param: str | None = None) -> dict[str, Any]:
