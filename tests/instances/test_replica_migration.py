@@ -56,9 +56,10 @@ class Collector:
                 self.finished.add(c.request_id)
 
 
-def run_alone(loaded, reqs) -> Collector:
+def run_alone(loaded, reqs, out: Collector | None = None) -> Collector:
+    """Every request run on one replica, no migration, collected into `out` (a new Collector)."""
     r = replica(loaded, "ref")
-    out = Collector()
+    out = Collector() if out is None else out
     for req in reqs:
         r.add(req)
     while r.has_work():

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from instances.engine import sampler
+from instances.engine.sequence import Sequence
 from instances.types import EngineRequest, FinishReason, Resumed, SamplingParams
 from tests.instances.test_replica_migration import Collector, loaded, replica, requests, run_alone  # noqa: F401
 
@@ -26,12 +27,8 @@ class Chunks(Collector):
 
 
 def reference(loaded, reqs) -> Chunks:  # noqa: F811
-    r = replica(loaded, "ref")
-    out = Chunks()
-    for req in reqs:
-        r.add(req)
-    while r.has_work():
-        out.take(r.step())
+    out = run_alone(loaded, reqs, Chunks())
+    assert isinstance(out, Chunks)
     return out
 
 
@@ -101,8 +98,7 @@ def test_a_failed_sample_ends_its_request_alone(loaded, monkeypatch):  # noqa: F
     assert r.engine.stats().free_blocks == r.engine.config.num_blocks
 
 
-def _row_seq(sp: SamplingParams):
-    from instances.engine.sequence import Sequence
+def _row_seq(sp: SamplingParams) -> Sequence:
     return Sequence.from_request(EngineRequest("r", [1], sp), order=0, eos_token_ids=())
 
 
