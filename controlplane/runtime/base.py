@@ -25,10 +25,13 @@ class Cluster(Protocol):
         """Submit `request` to `instance_id` and stream its chunks until one has a finish_reason.
 
         Chunks come in output order, contiguous and each token once (`first_index` of a chunk is
-        the end of the previous one). A broken stream raises `StreamBroken`.
+        the end of the previous one; the first is `request.first_index`, past the output a
+        resumed request already had). A broken stream raises `StreamBroken`.
 
-        Raises `flotilla.errors.InstanceUnavailable` if the instance is gone. Closing the
-        iterator early (client disconnect) aborts the request on the instance and frees its blocks.
+        Raises `flotilla.errors.InstanceUnavailable` if the instance is gone or is lost while it
+        streams (the caller may resume the request elsewhere: `instances.types.Resumed`). Closing
+        the iterator early (client disconnect) aborts the request on the instance and frees its
+        blocks.
         """
         ...
 
