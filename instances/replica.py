@@ -81,7 +81,7 @@ class Replica:
         loaded = loaded or load_model(spec.model, dtype=getattr(torch, spec.dtype))
         runner = ModelRunner(loaded.model, spec.engine)
         engine = Engine(spec.engine, runner, instance_id=spec.instance_id,
-                        eos_token_ids=loaded.tokenizer.eos_token_ids)
+                        eos_token_ids=loaded.tokenizer.eos_token_ids, vocab_size=loaded.model.config.vocab_size)
         if spec.step_trace is not None:
             engine.on_step = StepTrace(spec.step_trace).record
         return cls(engine, OutputProcessor(loaded.tokenizer.backend), spec.model)

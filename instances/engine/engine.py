@@ -38,8 +38,10 @@ class Engine:
         instance_id: str = "engine-0",
         eos_token_ids: tuple[int, ...] = (),
         clock: Callable[[], float] = time.perf_counter,
+        vocab_size: int | None = None,
     ) -> None:
         self.config = config
+        self.vocab_size = vocab_size  # token ids must be below it (None: not checked)
         self.executor = executor
         self.instance_id = instance_id
         self.eos_token_ids = eos_token_ids
@@ -69,6 +71,11 @@ class Engine:
             )
         if req.request_id in self.scheduler.requests:
             raise ValueError(f"request id {req.request_id!r} is already in this engine")
+        if self.vocab_size is not None:
+            ids = [*req.prompt_token_ids, *(req.resumed.output_token_ids if req.resumed else ())]
+            bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
+            if bad is not None:
+                raise ValueError(f"token id {bad} is out of range (the vocabulary has {self.vocab_size} tokens)")
         if req.resumed is not None:
             done = len(req.resumed.output_token_ids)
             if done >= req.sampling.max_tokens or n + done >= self.config.max_model_len:

@@ -147,3 +147,13 @@ def test_seeded_draws_depend_on_seed_and_position_only():
 def test_out_of_range_sampling_is_refused_at_the_engine(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         SamplingParams(**bad).validate()
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_before_they_reach_the_model(loaded):  # noqa: F811
+    r = replica(loaded, "v")
+    vocab = loaded.model.config.vocab_size
+    for prompt, resumed in (([5, vocab], None), ([5, -1], None), ([5, 6], Resumed([7, vocab + 3], None, 0))):
+        req = EngineRequest("bad", prompt, SamplingParams(max_tokens=8, temperature=0), resumed=resumed)
+        with pytest.raises(ValueError, match=r"token id -?\d+ is out of range \(the vocabulary has \d+ tokens\)"):
+            r.add(req)
+    assert not r.has_work()
