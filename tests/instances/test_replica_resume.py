@@ -157,3 +157,26 @@ def test_token_ids_outside_the_vocabulary_are_refused_before_they_reach_the_mode
         with pytest.raises(ValueError, match=r"token id -?\d+ is out of range \(the vocabulary has \d+ tokens\)"):
             r.add(req)
     assert not r.has_work()
+
+
+@pytest.mark.parametrize("at", [2, 9, 15])
+def test_a_resumed_request_stops_at_its_stop_string_as_it_would_have(loaded, at):  # noqa: F811
+    plain = requests(1, seed=21)[0]  # greedy
+    text = run_alone(loaded, [plain]).text[plain.request_id]
+    stop = text[len(text) // 2: len(text) // 2 + 3]  # a stop string met mid-way
+    req = EngineRequest("s", plain.prompt_token_ids,
+                        SamplingParams(max_tokens=plain.sampling.max_tokens, temperature=0, stop=(stop,),
+                                       ignore_eos=True))
+    ref = reference(loaded, [req])
+    assert ref.chunks["s"][-1].finish_reason is FinishReason.STOP and stop not in ref.text["s"]
+    if at >= len(ref.tokens["s"]):
+        pytest.skip("the stop string came before the resume point")
+    (resumed,) = _cut([req], ref, at)
+    other = replica(loaded, "other")
+    other.add(resumed)
+    got = Collector()
+    got.tokens["s"] = list(resumed.resumed.output_token_ids)
+    got.text["s"] = "".join(c.text for c in ref.chunks["s"] if c.first_index + len(c.token_ids) <= at)
+    while other.has_work():
+        got.take(other.step())
+    assert (got.tokens, got.text, got.finished) == (ref.tokens, ref.text, {"s"})
