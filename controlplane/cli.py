@@ -1,12 +1,13 @@
-"""`flotilla` command line. Every failure ends with one line on stderr and a non-zero exit code."""
+"""`flotilla` command line. Every failure ends with one line on stderr and a non-zero exit code.
+
+Parsing, `--help` and config errors import neither torch nor Ray: each command imports what it
+needs inside its branch of `main` (tests/controlplane/test_cli.py checks it)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-
-import uvloop
 
 from controlplane.config import load_config, parse_overrides
 from controlplane.runtime.sim import command as sim_command
@@ -66,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
+            config = load_config(args.config, _serve_overrides(args))
+            import uvloop
+
             from controlplane.serve import serve
 
-            config = load_config(args.config, _serve_overrides(args))
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(serve(config, ask=args.ask))
         elif args.command == "sim":
