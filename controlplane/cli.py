@@ -11,20 +11,37 @@ import sys
 
 from controlplane.config import load_config, parse_overrides
 from controlplane.runtime.sim import command as sim_command
-from flotilla.errors import FlotillaError
+from flotilla import __version__
+from flotilla.errors import ConfigError, FlotillaError
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 
+SERVE_FLAGS: tuple[tuple[str, str, type], ...] = (
+    ("--block-size", "engine.block_size", int),
+    ("--max-num-seqs", "engine.max_num_seqs", int),
+    ("--max-num-batched-tokens", "engine.max_num_batched_tokens", int),
+    ("--max-model-len", "model.max_model_len", int),
+    ("--served-model-name", "model.served_name", str),
+)
+"""`flotilla serve`'s flags for the commonest engine settings, named as vLLM's: flag, config key, type."""
+
+
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve a model through the OpenAI API on a local cluster")
+    p = sub.add_parser("serve", help="serve a model through the OpenAI API on a local cluster",
+                       description="Serve a model through the OpenAI API on a local cluster. Every flag is a "
+                                   "config key (docs/configuration.md); --set sets any other.")
+    p.add_argument("model_arg", nargs="?", metavar="MODEL",
+                   help="smollm2-135m, tiny-llama, a Hugging Face directory or a .gguf file (as --model)")
     p.add_argument("--config", help="YAML config file (keys as in docs/configuration.md)")
-    p.add_argument("--model", help="smollm2-135m, tiny-llama, a Hugging Face directory or a .gguf file")
+    p.add_argument("--model", help="the model, as MODEL (model.name_or_path)")
     p.add_argument("--instances", type=int, help="number of engine instances")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
     p.add_argument("--runtime", choices=["ray", "local"], help="ray (default) or local (in-process)")
+    for flag, key, kind in SERVE_FLAGS:
+        p.add_argument(flag, type=kind, metavar="N" if kind is int else "NAME", help=f"sets {key}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set engine.block_size=32 (repeatable)")
     p.add_argument("--ask", metavar="TEXT",
@@ -46,6 +63,7 @@ def _profile_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flotilla", description="Flotilla LLM-serving control plane")
+    parser.add_argument("--version", action="version", version=f"flotilla {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _profile_parser(sub)
@@ -54,13 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
-    overrides: dict[str, object] = parse_overrides(args.set)
-    for flag, key in (("model", "model.name_or_path"), ("instances", "cluster.instances"),
-                      ("host", "gateway.host"), ("port", "gateway.port"), ("runtime", "cluster.runtime")):
-        value = getattr(args, flag)
+    """The config keys `flotilla serve`'s flags set; `--set` wins over a flag for the same key."""
+    if args.model_arg is not None and args.model is not None and args.model_arg != args.model:
+        raise ConfigError(f"two models given: {args.model_arg} and --model {args.model}; give one")
+    flags: dict[str, object] = {}
+    pairs = [("model", "model.name_or_path"), ("instances", "cluster.instances"), ("host", "gateway.host"),
+             ("port", "gateway.port"), ("runtime", "cluster.runtime")]
+    pairs += [(flag[2:].replace("-", "_"), key) for flag, key, _ in SERVE_FLAGS]
+    for dest, key in pairs:
+        value = getattr(args, dest)
         if value is not None:
-            overrides[key] = value
-    return overrides
+            flags[key] = value
+    if args.model_arg is not None:
+        flags["model.name_or_path"] = args.model_arg
+    return {**flags, **parse_overrides(args.set)}
 
 
 def main(argv: list[str] | None = None) -> int:
