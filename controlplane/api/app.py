@@ -18,7 +18,7 @@ from controlplane.api.openapi import install_openapi
 from controlplane.api.prepare import Tokenizer
 from controlplane.api.relay import Dispatcher
 from controlplane.api.routes import generation_router, router
-from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest
+from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 from controlplane.api.settings import ADMIN_TOKEN_PATTERN, GatewaySettings, valid_admin_token
 from controlplane.controller.controller import Controller
 from controlplane.observability.metrics import Metrics
@@ -81,7 +81,7 @@ def create_app(
     app.include_router(generation_router)
     app.include_router(router)
     app.include_router(admin_router)
-    install_openapi(app, [CompletionRequest, ChatCompletionRequest, MigrateBody])
+    install_openapi(app, [CompletionRequest, ChatCompletionRequest, MigrateBody, TokenizeRequest, DetokenizeRequest])
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,4 +1,5 @@
-"""The gateway's HTTP routes: OpenAI completions and chat completions, models, health, metrics.
+"""The gateway's HTTP routes: OpenAI completions and chat completions, models, health, metrics, and
+vLLM's extra routes (`/ping`, `/version`, `/tokenize`, `/detokenize`).
 
 Per generation request (`generation_router`, whose routes hold an admission slot for their whole
 exchange: `AdmittedRoute`): read the JSON body (415, 413, 400: `body.read_json`), tokenize
@@ -24,16 +25,22 @@ from controlplane.api.errors import CLIENT_CLOSED_REQUEST, error_headers
 from controlplane.api.formatting import ChatFormat, CompletionFormat, ResponseFormat
 from controlplane.api.gateway import Gateway
 from controlplane.api.openapi import error_responses, json_body
-from controlplane.api.prepare import Prepared, prepare_chat, prepare_completion
+from controlplane.api.prepare import Prepared, detokenize, prepare_chat, prepare_completion, tokenize
 from controlplane.api.schemas import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    DetokenizeRequest,
+    DetokenizeResponse,
     ModelCard,
     ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
+    VersionResponse,
 )
 from controlplane.api.streaming import ClosingStreamingResponse, sse_events, unless_disconnected, whole_body
+from flotilla import __version__
 
 router = APIRouter()
 generation_router = APIRouter(route_class=AdmittedRoute)
@@ -121,13 +128,13 @@ async def models(request: Request) -> ModelList:
     return ModelList(data=[ModelCard(id=gw.model_name, created=gw.created, max_model_len=gw.max_model_len)])
 
 
-@router.get(
-    "/health",
-    responses={
-        200: {"description": "some instance can take requests"},
-        503: {"description": "no instance can take requests now; `reason` says why"},
-    },
-)
+_HEALTH_RESPONSES: dict[int | str, Any] = {
+    200: {"description": "some instance can take requests"},
+    503: {"description": "no instance can take requests now; `reason` says why"},
+}
+
+
+@router.get("/health", responses=_HEALTH_RESPONSES)
 async def health(request: Request) -> JSONResponse:
     """A readiness signal: 200 while some instance can take requests (healthy and not draining),
     else 503 with a `reason` and `Retry-After`. Both count the instances, the healthy ones and the
@@ -147,6 +154,41 @@ async def health(request: Request) -> JSONResponse:
                   "POST /admin/v1/instances/{id}/undrain serves with one again")
     return JSONResponse({"status": "unavailable", "reason": reason, **counts}, status_code=503,
                         headers=error_headers(503))
+
+
+@router.get("/ping", responses=_HEALTH_RESPONSES)
+@router.post("/ping", responses=_HEALTH_RESPONSES)
+async def ping(request: Request) -> JSONResponse:
+    """vLLM's `/ping` (SageMaker's health check), GET or POST: the same answer as `/health`."""
+    return await health(request)
+
+
+@router.get("/version")
+async def version() -> VersionResponse:
+    """The gateway's version, as vLLM's `/version` reports its own."""
+    return VersionResponse(version=__version__)
+
+
+@router.post("/tokenize", openapi_extra=json_body(TokenizeRequest),
+             responses={200: {"model": TokenizeResponse}, **error_responses(400, 404, 413, 415)})
+async def tokenize_route(request: Request) -> JSONResponse:
+    """vLLM's `/tokenize`: a prompt's or a chat's token ids, their count and the context length."""
+    gw = _gateway(request)
+    req = await read_json(request, TokenizeRequest, gw.settings.max_body_bytes, gw.cpu_work)
+    answer = await anyio.to_thread.run_sync(
+        tokenize, req, gw.tokenizer, gw.model_name, gw.max_model_len, limiter=gw.cpu_work
+    )
+    return JSONResponse(answer.model_dump())
+
+
+@router.post("/detokenize", openapi_extra=json_body(DetokenizeRequest),
+             responses={200: {"model": DetokenizeResponse}, **error_responses(400, 404, 413, 415)})
+async def detokenize_route(request: Request) -> JSONResponse:
+    """vLLM's `/detokenize`: the text of token ids."""
+    gw = _gateway(request)
+    req = await read_json(request, DetokenizeRequest, gw.settings.max_body_bytes, gw.cpu_work)
+    answer = await anyio.to_thread.run_sync(detokenize, req, gw.tokenizer, gw.model_name, limiter=gw.cpu_work)
+    return JSONResponse(answer.model_dump())
 
 
 @router.get("/metrics", response_class=Response, responses={

@@ -376,3 +376,59 @@ class ErrorInfo(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorInfo
+
+
+# ---- vLLM's tokenizer endpoints ------------------------------------------------------------------
+
+
+class TokenizeRequest(_Request):
+    """`POST /tokenize`, as vLLM's: either `prompt` (text; `add_special_tokens` defaults to true) or
+    `messages` (a chat, rendered by the chat template, with the assistant's turn opened when
+    `add_generation_prompt`; `add_special_tokens` defaults to false, as the template has them),
+    never both. `model`, when given, must be the served model. `return_token_strs`: also each
+    token's text."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["prompt"], "not": {"required": ["messages"]}},
+        {"required": ["messages"], "not": {"required": ["prompt"]}},
+    ]})
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1)
+    add_generation_prompt: StrictBool = True
+    add_special_tokens: StrictBool | None = None
+    return_token_strs: StrictBool = False
+
+    @model_validator(mode="after")
+    def _prompt_or_messages(self) -> TokenizeRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise PydanticCustomError(
+                "tokenize_input", "give either prompt (text) or messages (a chat), not both or neither"
+            )
+        return self
+
+
+class DetokenizeRequest(_Request):
+    """`POST /detokenize`, as vLLM's: the text of `tokens` (ids within the vocabulary, special tokens
+    kept). `model`, when given, must be the served model."""
+
+    model: str | None = None
+    tokens: list[Annotated[StrictInt, Field(ge=0)]]
+
+
+class TokenizeResponse(BaseModel):
+    """The prompt's token ids, how many, and the model's context length (prompt + output)."""
+
+    count: int
+    max_model_len: int
+    tokens: list[int]
+    token_strs: list[str] | None = None
+
+
+class DetokenizeResponse(BaseModel):
+    prompt: str
+
+
+class VersionResponse(BaseModel):
+    version: str

@@ -1,7 +1,7 @@
 """Property-based fuzzing of the served OpenAPI document (schemathesis): completions, chat
-completions and the admin API against a live gateway over two real tiny-llama engines (the
-in-process runtime). No response is a 5xx, every response matches the document, and afterwards
-every instance is healthy and every KV block free."""
+completions, vLLM's extra routes (ping, version, tokenize, detokenize) and the admin API against a
+live gateway over two real tiny-llama engines (the in-process runtime). No response is a 5xx, every
+response matches the document, and afterwards every instance is healthy and every KV block free."""
 
 from __future__ import annotations
 
@@ -109,6 +109,11 @@ OPERATIONS = [
     ("GET", "/v1/models"),
     ("GET", "/health"),
     ("GET", "/metrics"),
+    ("GET", "/ping"),
+    ("POST", "/ping"),
+    ("GET", "/version"),
+    ("POST", "/tokenize"),
+    ("POST", "/detokenize"),
     ("GET", "/admin/v1/instances"),
     ("POST", "/admin/v1/instances/{instance_id}/drain"),
     ("POST", "/admin/v1/instances/{instance_id}/undrain"),

@@ -34,6 +34,9 @@ class CharTokenizer:
     def id_to_token(self, token_id: int) -> str:
         return chr(token_id)
 
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return "".join(chr(i) for i in ids if not (skip_special_tokens and i in (BOS, EOS)))
+
 
 @dataclass
 class Step:

@@ -10,15 +10,17 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
 from controlplane.api.admin import MigrateBody
-from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest
+from controlplane.api.schemas import ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 from tests.controlplane.api.conftest import MODEL, Harness
 
 BODIES: dict[str, type[BaseModel]] = {
     "/v1/completions": CompletionRequest,
     "/v1/chat/completions": ChatCompletionRequest,
     "/admin/v1/requests/{request_id}/migrate": MigrateBody,
+    "/tokenize": TokenizeRequest,
+    "/detokenize": DetokenizeRequest,
 }
-NO_BODY = {"/admin/v1/instances/{instance_id}/drain", "/admin/v1/instances/{instance_id}/undrain"}
+NO_BODY = {"/admin/v1/instances/{instance_id}/drain", "/admin/v1/instances/{instance_id}/undrain", "/ping"}
 
 
 @pytest.fixture
@@ -63,6 +65,8 @@ async def test_the_error_statuses_are_documented(document):
         "/admin/v1/instances/{instance_id}/undrain", "post"
     )
     assert {"200", "503"} <= statuses("/health", "get")
+    assert {"200", "503"} <= statuses("/ping", "get") & statuses("/ping", "post")
+    assert {"200", "400", "404", "413", "415"} <= statuses("/tokenize", "post") & statuses("/detokenize", "post")
     error = document["paths"]["/v1/completions"]["post"]["responses"]["429"]["content"]["application/json"]
     assert error["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
     ok = document["paths"]["/v1/completions"]["post"]["responses"]["200"]["content"]
@@ -120,6 +124,14 @@ async def test_it_is_a_sound_openapi_31_document(document):
         (ChatCompletionRequest, {"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}, False),
         (MigrateBody, {"to": "i1"}, True),
         (MigrateBody, {"where": "i1"}, False),
+        (TokenizeRequest, {"prompt": "hi", "add_special_tokens": False}, True),
+        (TokenizeRequest, {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, True),
+        (TokenizeRequest, {"prompt": "hi", "messages": [{"role": "user", "content": "hi"}]}, False),
+        (TokenizeRequest, {"model": MODEL}, False),
+        (TokenizeRequest, {"prompt": "hi", "return_token_strs": 1}, False),
+        (DetokenizeRequest, {"tokens": [1, 2]}, True),
+        (DetokenizeRequest, {"tokens": [-1]}, False),
+        (DetokenizeRequest, {"tokens": "1"}, False),
     ],
 )
 async def test_the_body_schemas_agree_with_the_gateway(document, model, body, valid):
