@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from controlplane.api.settings import ADMIN_TOKEN_ENV, GatewaySettings, valid_admin_token
+from controlplane.api.settings import ADMIN_TOKEN_ENV, API_KEY_ENV, GatewaySettings, valid_admin_token
 from controlplane.controller.settings import ControllerSettings
 from controlplane.scheduling.registry import (
     MIGRATION_POLICIES,
@@ -103,15 +103,39 @@ class ClusterSection(_Section):
 
 
 class _GatewayListen(_Section):
-    """Where the OpenAI-compatible gateway listens (port 0 picks a free port) and its profile."""
+    """Where the OpenAI-compatible gateway listens (port 0 picks a free port), its profile, and its
+    API key. `api_key`: the bearer token every `/v1/*` call, `/tokenize` and `/detokenize` must carry
+    (vLLM's `--api-key`); when it is null, the environment variable FLOTILLA_API_KEY's; with
+    neither, those routes are open (`api_key_value`)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     default_profile: str = "default"
+    api_key: SecretStr | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_shape(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not valid_admin_token(key.get_secret_value()):
+            raise PydanticCustomError("api_key", "an API key is visible ASCII characters, no spaces")
+        return key
+
+    def api_key_value(self, environ: Mapping[str, str]) -> str | None:
+        """`api_key`, else `environ`'s FLOTILLA_API_KEY, else None (no key needed).
+        Raises ConfigError when the variable is set but not a valid key (empty, say)."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        key = environ.get(API_KEY_ENV)
+        if key is not None and not valid_admin_token(key):
+            raise ConfigError(
+                f"config error in the environment: {API_KEY_ENV}: an API key is visible ASCII characters, "
+                "no spaces (unset the variable to serve without an API key)"
+            )
+        return key
 
 
 GatewaySection = _section_of(GatewaySettings, "GatewaySection", base=_GatewayListen)
-"""`gateway`: where it listens and its profile (`_GatewayListen`), and the HTTP settings the app
+"""`gateway`: where it listens, its profile and API key (`_GatewayListen`), and the HTTP settings the app
 enforces (`controlplane.api.settings.GatewaySettings`, which declares them)."""
 
 

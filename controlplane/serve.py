@@ -126,6 +126,7 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
         framework=build_framework(config.scheduling.profiles, config.plugin_settings()),
         profile=config.gateway.default_profile, metrics=metrics, controller=controller,
         settings=config.gateway_settings(), admin_token=admin_token,
+        api_key=config.gateway.api_key_value(os.environ),
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]))

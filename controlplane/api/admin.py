@@ -26,7 +26,6 @@ answer 501.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from collections.abc import Mapping
 
@@ -35,6 +34,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import Address
 
+from controlplane.api.auth import bearer_token, token_matches
 from controlplane.api.body import read_json
 from controlplane.api.errors import error_body
 from controlplane.api.openapi import error_responses, json_body
@@ -72,11 +72,11 @@ async def authorize(request: Request) -> None:
                 f"set admin.token or {ADMIN_TOKEN_ENV} and send Authorization: Bearer <token>"
             )
         return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
+    given = bearer_token(request.headers.get("authorization"))
+    if given is None:
         raise Unauthorized("the admin API needs the admin token: send Authorization: Bearer <token>, "
                            f"the token of admin.token or {ADMIN_TOKEN_ENV}")
-    if not hmac.compare_digest(given.strip().encode("latin-1"), token.encode("ascii")):
+    if not token_matches(given, token):
         raise Unauthorized("the admin token is wrong: send Authorization: Bearer <token>, "
                            f"the token of admin.token or {ADMIN_TOKEN_ENV}")
 

@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from controlplane.api.admin import MigrateBody, admin_router
 from controlplane.api.admission import Admission
+from controlplane.api.auth import ApiKeyMiddleware
 from controlplane.api.errors import install_error_handlers
 from controlplane.api.gateway import Gateway, cpu_threads
 from controlplane.api.openapi import install_openapi
@@ -43,6 +44,7 @@ def create_app(
     controller: Controller | None = None,
     settings: GatewaySettings = DEFAULT_SETTINGS,
     admin_token: str | None = None,
+    api_key: str | None = None,
 ) -> FastAPI:
     """The gateway app serving `model_name` from `cluster`, placing requests with `profile`.
 
@@ -51,12 +53,16 @@ def create_app(
     `controller` (None: the admin API's drain, undrain and migrate answer 501) serves the admin API,
     whose instance list adds what its migration policy exposes about each instance. `settings`: CORS,
     the body limit and admission control. `admin_token`: the bearer token the admin API requires
-    (None: it answers loopback clients only; see `controlplane.api.admin`).
-    Raises ConfigError when `profile` is not one of `framework`'s profiles, or `admin_token` is not
-    a token (visible ASCII, no spaces).
+    (None: it answers loopback clients only; see `controlplane.api.admin`). `api_key`: the bearer
+    token every `/v1/*` route, `/tokenize` and `/detokenize` require (None: none; see
+    `controlplane.api.auth`).
+    Raises ConfigError when `profile` is not one of `framework`'s profiles, or `admin_token` or
+    `api_key` is not a token (visible ASCII, no spaces).
     """
     if admin_token is not None and not valid_admin_token(admin_token):
         raise ConfigError(f"the admin token must match {ADMIN_TOKEN_PATTERN} (visible ASCII, no spaces)")
+    if api_key is not None and not valid_admin_token(api_key):
+        raise ConfigError(f"the API key must match {ADMIN_TOKEN_PATTERN} (visible ASCII, no spaces)")
     dispatcher = Dispatcher(
         cluster, framework, profile, metrics, model_name, rng if rng is not None else random.Random(0), clock,
         settings.max_resumes,
@@ -82,6 +88,8 @@ def create_app(
     app.include_router(router)
     app.include_router(admin_router)
     install_openapi(app, [CompletionRequest, ChatCompletionRequest, MigrateBody, TokenizeRequest, DetokenizeRequest])
+    if api_key is not None:  # added before CORS, so that CORS wraps it: a 401 carries CORS headers too
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

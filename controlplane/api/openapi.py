@@ -23,7 +23,7 @@ REF_PREFIX = "#/components/schemas/"
 
 _ERRORS = {
     400: "the body or a field is invalid (the message names it)",
-    401: "the admin bearer token is missing or wrong",
+    401: "the bearer token (the API key; on /admin/v1, the admin token) is missing or wrong",
     403: "no admin token is configured, and the client is not on the loopback interface",
     404: "the model, instance or request does not exist",
     409: "the migration conflicts with the request's or the instances' state",

@@ -45,7 +45,7 @@ from flotilla import __version__
 router = APIRouter()
 generation_router = APIRouter(route_class=AdmittedRoute)
 
-_GENERATION_ERRORS = error_responses(400, 404, 413, 415, 429, 503)
+_GENERATION_ERRORS = error_responses(400, 401, 404, 413, 415, 429, 503)
 
 
 def _generation_responses(model: type[CompletionResponse | ChatCompletionResponse]) -> dict[int | str, Any]:
@@ -122,7 +122,7 @@ async def chat_completions(request: Request) -> Response:
     return await _respond(request, gw, request_id, prepared, arrival_s, fmt, req.stream, req.include_usage)
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=error_responses(401))
 async def models(request: Request) -> ModelList:
     gw = _gateway(request)
     return ModelList(data=[ModelCard(id=gw.model_name, created=gw.created, max_model_len=gw.max_model_len)])
@@ -170,7 +170,7 @@ async def version() -> VersionResponse:
 
 
 @router.post("/tokenize", openapi_extra=json_body(TokenizeRequest),
-             responses={200: {"model": TokenizeResponse}, **error_responses(400, 404, 413, 415)})
+             responses={200: {"model": TokenizeResponse}, **error_responses(400, 401, 404, 413, 415)})
 async def tokenize_route(request: Request) -> JSONResponse:
     """vLLM's `/tokenize`: a prompt's or a chat's token ids, their count and the context length."""
     gw = _gateway(request)
@@ -182,7 +182,7 @@ async def tokenize_route(request: Request) -> JSONResponse:
 
 
 @router.post("/detokenize", openapi_extra=json_body(DetokenizeRequest),
-             responses={200: {"model": DetokenizeResponse}, **error_responses(400, 404, 413, 415)})
+             responses={200: {"model": DetokenizeResponse}, **error_responses(400, 401, 404, 413, 415)})
 async def detokenize_route(request: Request) -> JSONResponse:
     """vLLM's `/detokenize`: the text of token ids."""
     gw = _gateway(request)

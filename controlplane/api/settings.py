@@ -1,5 +1,6 @@
 """The gateway's HTTP settings: the one declaration of the `gateway` keys the app enforces itself,
-and what an admin token may look like (`admin.token`, or the `FLOTILLA_ADMIN_TOKEN` variable)."""
+and what an admin token or API key may look like (`admin.token`, or the `FLOTILLA_ADMIN_TOKEN`
+variable; `gateway.api_key`, or the `FLOTILLA_API_KEY` variable)."""
 
 from __future__ import annotations
 
@@ -29,12 +30,16 @@ def checked_origin(origin: str) -> str:
 ADMIN_TOKEN_ENV = "FLOTILLA_ADMIN_TOKEN"
 """The environment variable holding the admin token when `admin.token` is not set."""
 
+API_KEY_ENV = "FLOTILLA_API_KEY"
+"""The environment variable holding the API key when `gateway.api_key` is not set (as vLLM's
+VLLM_API_KEY)."""
+
 ADMIN_TOKEN_PATTERN = r"[\x21-\x7e]+"
-"""An admin token: visible ASCII characters, no spaces (it travels in an HTTP header)."""
+"""An admin token or API key: visible ASCII characters, no spaces (it travels in an HTTP header)."""
 
 
 def valid_admin_token(token: str) -> bool:
-    """Whether `token` can be an admin token (`ADMIN_TOKEN_PATTERN`)."""
+    """Whether `token` can be an admin token or API key (`ADMIN_TOKEN_PATTERN`)."""
     return re.fullmatch(ADMIN_TOKEN_PATTERN, token) is not None
 
 
