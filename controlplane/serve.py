@@ -6,7 +6,8 @@ import asyncio
 import os
 import socket
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import httpx
 import uvicorn
@@ -29,6 +30,33 @@ from instances.step_trace import trace_path
 
 def progress(message: str) -> None:
     print(f"flotilla: {message}", file=sys.stderr, flush=True)
+
+
+class Clock:
+    """Seconds since start-up, for the progress lines."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __str__(self) -> str:
+        return f"{time.monotonic() - self.start:.1f} s"
+
+
+def shutdown_summary(metrics: Metrics) -> str:
+    """One line: the requests finished, by finish reason, and those still in flight (which the
+    shutdown aborts)."""
+    finished: dict[str, int] = {}
+    for family in metrics.requests_total.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                reason = sample.labels["finish_reason"]
+                finished[reason] = finished.get(reason, 0) + int(sample.value)
+    in_flight = sum(int(s.value) for family in metrics.requests_in_flight.collect() for s in family.samples)
+    total = sum(finished.values())
+    line = f"served {total} request{'' if total == 1 else 's'}"
+    if finished:
+        line += " (" + ", ".join(f"{reason} {n}" for reason, n in sorted(finished.items()) if n) + ")"
+    return line + f"; {in_flight} in flight aborted"
 
 
 def admin_access(config: FlotillaConfig, environ: Mapping[str, str]) -> tuple[str | None, str]:
@@ -57,14 +85,21 @@ def engine_config(config: FlotillaConfig, model: ModelConfig) -> EngineConfig:
     return config.engine_settings(limit)
 
 
-async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> RayCluster | LocalCluster:
-    """Start `cluster.instances` replicas on the configured runtime."""
+async def start_cluster(
+    config: FlotillaConfig, engine: EngineConfig, on_ready: Callable[[str], None] | None = None
+) -> RayCluster | LocalCluster:
+    """Start `cluster.instances` replicas on the configured runtime; `on_ready(instance_id)` as each
+    one is ready."""
     n, spec = config.cluster.instances, config.model.name_or_path
     trace_dir = config.cluster.step_trace_dir
     max_in_flight = config.controller.max_in_flight
     if config.cluster.runtime == "local":
-        return await LocalCluster.create(spec, n, engine, dtype=config.model.dtype, step_trace_dir=trace_dir,
-                                         transfer=config.migration, max_in_flight=max_in_flight)
+        local = await LocalCluster.create(spec, n, engine, dtype=config.model.dtype, step_trace_dir=trace_dir,
+                                          transfer=config.migration, max_in_flight=max_in_flight)
+        for iid in local.specs:
+            if on_ready is not None:
+                on_ready(iid)
+        return local
     specs = [
         ReplicaSpec(instance_id=f"instance-{i}", model=spec, engine=engine, dtype=config.model.dtype,
                     torch_threads=max(1, int(config.cluster.num_cpus_per_instance)),
@@ -73,7 +108,7 @@ async def start_cluster(config: FlotillaConfig, engine: EngineConfig) -> RayClus
     ]
     return await RayCluster.start(
         specs, num_cpus_per_instance=config.cluster.num_cpus_per_instance, address=config.cluster.ray_address,
-        transfer=config.migration, max_in_flight=max_in_flight,
+        transfer=config.migration, max_in_flight=max_in_flight, on_ready=on_ready,
     )
 
 
@@ -112,11 +147,13 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
     host, port = config.gateway.host, config.gateway.port
     admin_token, admin_line = admin_access(config, os.environ)
     sock = bind(host, port)
+    clock = Clock()
     progress(f"loading {config.model.name_or_path} ...")
     frontend = await asyncio.to_thread(load_frontend, config.model.name_or_path)
     engine = engine_config(config, frontend.config)
+    progress(f"loaded {config.model.name_or_path} (tokenizer and config) [{clock}]")
     progress(f"starting {config.cluster.instances} instance(s) on the {config.cluster.runtime} runtime ...")
-    cluster = await start_cluster(config, engine)
+    cluster = await start_cluster(config, engine, on_ready=lambda iid: progress(f"{iid} ready [{clock}]"))
     controller = build_controller(config, cluster)
     metrics = Metrics()
     cluster.observers.append(metrics)
@@ -135,12 +172,13 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
         while not server.started and not serving.done():
             await asyncio.sleep(0.05)
         base = f"http://{host}:{port}"
-        progress(f"serving {name} at {base}/v1 (OpenAI API; Ctrl-C to stop)")
+        progress(f"serving {name} at {base}/v1 (OpenAI API; Ctrl-C to stop) [{clock}]")
         progress(admin_line)
         if ask is not None and server.started:
             progress(f"asking: {ask}")
             print(await ask_once(base, name, ask), flush=True)
         await serving
     finally:
+        progress(shutdown_summary(metrics))
         ticking.cancel()
         await cluster.close()

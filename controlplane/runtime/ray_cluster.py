@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 
 import ray
@@ -94,8 +94,10 @@ class RayCluster:
     async def start(
         cls, specs: list[ReplicaSpec], *, num_cpus_per_instance: float = 1.0, address: str | None = None,
         transfer: TransferSettings | None = None, max_in_flight: int = ControllerSettings.max_in_flight,
+        on_ready: Callable[[str], None] | None = None,
     ) -> RayCluster:
-        """Start Ray (a local one unless `address`), create and start one actor per spec."""
+        """Start Ray (a local one unless `address`), create and start one actor per spec;
+        `on_ready(instance_id)` is called as each one has started."""
         owns_ray = not ray.is_initialized()
         if owns_ray:
             local_cpus = max(os.cpu_count() or 1, math.ceil(num_cpus_per_instance * len(specs)))
@@ -107,7 +109,14 @@ class RayCluster:
                 configure_logging=True,
             )
         handles = [_Instance.actor(s, num_cpus_per_instance) for s in specs]
-        stats = await asyncio.gather(*(h.start.remote() for h in handles))
+
+        async def started(spec: ReplicaSpec, handle: ray.actor.ActorHandle) -> InstanceStats:
+            got = await handle.start.remote()
+            if on_ready is not None:
+                on_ready(spec.instance_id)
+            return got
+
+        stats = await asyncio.gather(*(started(s, h) for s, h in zip(specs, handles)))
         instances = {s.instance_id: _Instance(s, num_cpus_per_instance, h, st)
                      for s, h, st in zip(specs, handles, stats)}
         return cls(instances, gateway_id=f"gw-{uuid.uuid4().hex[:8]}", owns_ray=owns_ray,

@@ -3,7 +3,8 @@
 import pytest
 
 from controlplane.config import load_config
-from controlplane.serve import admin_access, engine_config
+from controlplane.observability.metrics import Metrics, RequestTimer
+from controlplane.serve import admin_access, engine_config, shutdown_summary
 from flotilla.errors import ConfigError
 from instances.models.loader import tiny_config
 
@@ -48,3 +49,13 @@ def test_start_up_says_who_may_call_the_admin_api():
         "c0nf",
         "admin API (/admin/v1): needs the bearer token of admin.token",
     )
+
+
+def test_shutdown_summary_counts_finished_requests_and_those_in_flight():
+    metrics = Metrics()
+    assert shutdown_summary(metrics) == "served 0 requests; 0 in flight aborted"
+    for reason in ("stop", "length", "length"):
+        RequestTimer(metrics, "m", 0.0).finish(1.0, reason, 3, 4)
+    RequestTimer(metrics, "other", 0.0).finish(1.0, "stop", 3, 4)
+    RequestTimer(metrics, "m", 0.0)  # still running
+    assert shutdown_summary(metrics) == "served 4 requests (length 2, stop 2); 1 in flight aborted"

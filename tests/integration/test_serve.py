@@ -1,6 +1,7 @@
 """`flotilla serve` end to end: a real subprocess on a local Ray cluster, driven by the official
 `openai` client and raw HTTP, plus its one-line failures."""
 
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,16 @@ def server():
     proc = ServeProcess("--model", "tiny-llama", "--instances", "2").start()
     yield proc
     assert proc.stop() == 0, proc.stderr()
+    # the one-line summary on shutdown: requests by finish reason, none left in flight
+    assert re.search(r"^flotilla: served [1-9]\d* requests \(.*length \d+.*\); 0 in flight aborted$",
+                     proc.stderr(), re.MULTILINE), proc.stderr()
+
+
+def test_start_up_reports_each_step_with_its_time(server):
+    err = server.stderr()
+    for line in ("loaded tiny-llama .*", "instance-0 ready", "instance-1 ready",
+                 rf"serving tiny-llama at http://127.0.0.1:{server.port}/v1 .*"):
+        assert re.search(rf"^flotilla: {line} \[\d+\.\d s\]$", err, re.MULTILINE), (line, err)
 
 
 @pytest.fixture(scope="module")
