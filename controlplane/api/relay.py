@@ -129,7 +129,7 @@ class Run:
                                                 f"{chunk.error}")
                         self._relayed(chunk)
                         if chunk.token_ids:
-                            timer.first_token(d.clock())
+                            timer.tokens(d.clock(), len(chunk.token_ids), self.instance_id)
                         if chunk.finish_reason is not None:
                             outcome = chunk.finish_reason.value
                         yield chunk
@@ -143,7 +143,8 @@ class Run:
             outcome = "error"
             raise
         finally:
-            timer.finish(d.clock(), outcome, self.prompt_tokens, self.output_tokens)
+            timer.finish(d.clock(), outcome, self.prompt_tokens, self.output_tokens, self.cached_tokens,
+                         self.instance_id)
 
 
 class Dispatcher:

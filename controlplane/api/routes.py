@@ -196,5 +196,5 @@ async def detokenize_route(request: Request) -> JSONResponse:
           "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
     gw = _gateway(request)
-    gw.metrics.set_instances(gw.cluster.views())
+    gw.metrics.set_instances(gw.cluster.views(), gw.model_name)
     return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""Every Prometheus metric Flotilla's gateway exports, declared once, all named `flotilla_*`.
+"""Every Prometheus metric Flotilla's gateway exports, declared once: the `flotilla_*` families here,
+and vLLM's names for the tools built for vLLM (`vllm_metrics.py`), fed by the same events.
 
 `Metrics(registry)` declares the full set on one `CollectorRegistry` (a fresh one by default, so tests
 and several apps in one process never collide). `RequestTimer` turns the times of one request's
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from controlplane.observability.vllm_metrics import VllmMetrics
 from controlplane.scheduling.migration import MigrationOrder
 from controlplane.scheduling.types import InstanceView
 
@@ -170,6 +172,7 @@ class Metrics:
             buckets=DECISION_BUCKETS_S,
             registry=r,
         )
+        self.vllm = VllmMetrics(r, LATENCY_BUCKETS_S)
 
     # ---- migrations (a `controlplane.controller.migrator.MigrationObserver`) ----------------------
     def migration_started(self, order: MigrationOrder) -> None:
@@ -184,18 +187,26 @@ class Metrics:
         self.migration_blocks_total.inc(outcome.blocks)
         self.migration_bytes_total.inc(outcome.bytes)
 
-    def set_instances(self, views: Sequence[InstanceView]) -> None:
-        """Replace the per-instance gauges with `views` (instances no longer present disappear)."""
+    def set_instances(self, views: Sequence[InstanceView], model: str) -> None:
+        """Replace the per-instance gauges with `views` of instances serving `model` (instances no
+        longer present disappear)."""
         for gauge in (
             self.instance_running_requests,
             self.instance_waiting_requests,
             self.instance_free_blocks,
+            *self.vllm.instance_gauges(),
         ):
             gauge.clear()
         for v in views:
             self.instance_running_requests.labels(instance=v.instance_id).set(v.running)
             self.instance_waiting_requests.labels(instance=v.instance_id).set(v.waiting)
             self.instance_free_blocks.labels(instance=v.instance_id).set(v.free_blocks)
+            labels = {"model_name": model, "engine": v.instance_id}
+            used = 1.0 - v.free_blocks / v.total_blocks if v.total_blocks else 0.0
+            self.vllm.num_requests_running.labels(**labels).set(v.running)
+            self.vllm.num_requests_waiting.labels(**labels).set(v.waiting)
+            self.vllm.kv_cache_usage_perc.labels(**labels).set(used)
+            self.vllm.gpu_cache_usage_perc.labels(**labels).set(used)
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""
@@ -205,8 +216,9 @@ class Metrics:
 class RequestTimer:
     """Records one request's metrics from event times (seconds on any one monotonic clock).
 
-    Creating it counts the request in flight; `first_token(t)` marks the first output token (later
-    calls are ignored); `finish(t, ...)` must be called exactly once and records everything.
+    Creating it counts the request in flight; `tokens(t, n, instance)` notes a chunk of `n` output
+    tokens from `instance` arriving at `t` (the first marks the first token; each later one is an
+    inter-token gap); `finish(t, ...)` must be called exactly once and records everything else.
     """
 
     def __init__(self, metrics: Metrics, model: str, start_s: float) -> None:
@@ -214,16 +226,27 @@ class RequestTimer:
         self._model = model
         self._start_s = start_s
         self._first_token_s: float | None = None
+        self._last_token_s = start_s
         self._finished = False
         metrics.requests_in_flight.labels(model=model).inc()
 
-    def first_token(self, now_s: float) -> None:
-        """Note the arrival of the first output token; a no-op after the first call."""
+    def tokens(self, now_s: float, n: int, instance: str) -> None:
+        """`n` (> 0) output tokens from `instance` arrived at `now_s`; each after the first is one
+        inter-token gap of (time since the previous chunk) / (tokens in this chunk)."""
         if self._first_token_s is None:
             self._first_token_s = now_s
+            n -= 1
+        if n > 0:
+            itl = self._metrics.vllm.inter_token_latency_seconds.labels(model_name=self._model, engine=instance)
+            gap = (now_s - self._last_token_s) / n
+            for _ in range(n):
+                itl.observe(gap)
+        self._last_token_s = now_s
 
-    def finish(self, now_s: float, finish_reason: str, prompt_tokens: int, output_tokens: int) -> None:
+    def finish(self, now_s: float, finish_reason: str, prompt_tokens: int, output_tokens: int,
+               cached_tokens: int = 0, instance: str = "") -> None:
         """Record E2E, TTFT (if a token came), TPOT (if more than one did), counters; leave in-flight.
+        `instance` is where the request ended, `cached_tokens` its prompt tokens found cached.
 
         Raises RuntimeError when called twice.
         """
@@ -231,14 +254,22 @@ class RequestTimer:
             raise RuntimeError("RequestTimer.finish called twice")
         self._finished = True
         m, model = self._metrics, self._model
+        v = m.vllm
+        labels = {"model_name": model, "engine": instance}
         m.requests_in_flight.labels(model=model).dec()
         m.requests_total.labels(model=model, finish_reason=finish_reason).inc()
         m.prompt_tokens_total.labels(model=model).inc(prompt_tokens)
         m.generation_tokens_total.labels(model=model).inc(output_tokens)
+        v.prompt_tokens.labels(**labels).inc(prompt_tokens)
+        v.generation_tokens.labels(**labels).inc(output_tokens)
+        v.prefix_cache_queries.labels(**labels).inc(prompt_tokens)
+        v.prefix_cache_hits.labels(**labels).inc(cached_tokens)
         e2e = now_s - self._start_s
         m.request_e2e_seconds.labels(model=model).observe(e2e)
+        v.e2e_request_latency_seconds.labels(**labels).observe(e2e)
         if self._first_token_s is not None:
             ttft = self._first_token_s - self._start_s
             m.request_ttft_seconds.labels(model=model).observe(ttft)
+            v.time_to_first_token_seconds.labels(**labels).observe(ttft)
             if output_tokens > 1:
                 m.request_tpot_seconds.labels(model=model).observe((e2e - ttft) / (output_tokens - 1))

@@ -325,3 +325,30 @@ async def test_queued_requests_are_served_by_class_then_ttft_deadline(served_one
     await asyncio.gather(*tasks)
     assert finished == ["high", "normal with a TTFT SLO", "normal", "low", "offline"]
     assert served.finished("length") == len(queue)
+
+
+def _scrape(text: str, name: str) -> dict[str, float]:
+    """engine -> value of the `name` samples in a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {s.labels["engine"]: s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == name and s.labels.get("model_name") == MODEL}
+
+
+async def test_the_vllm_gauges_move_under_load_and_return_to_idle(served_one_at_a_time: Served):
+    """What llm-d's endpoint picker reads: running, waiting and KV usage, scraped from /metrics."""
+    s = served_one_at_a_time
+    sent = [asyncio.create_task(s.client.completions.create(prompt=f"{PROMPT} {i}", **_greedy(max_tokens=200)))
+            for i in range(3)]
+    await wait_until(lambda: sum(v.running + v.waiting for v in s.cluster.views()) == 3)
+    busy = (await s.http.get("/metrics")).text
+    assert _scrape(busy, "vllm:num_requests_running") == {"instance-0": 1}
+    assert _scrape(busy, "vllm:num_requests_waiting") == {"instance-0": 2}
+    assert 0 < _scrape(busy, "vllm:kv_cache_usage_perc")["instance-0"] < 1
+    await asyncio.gather(*sent)
+    await wait_until(lambda: not s.busy())
+    idle = (await s.http.get("/metrics")).text
+    assert _scrape(idle, "vllm:num_requests_running") == _scrape(idle, "vllm:num_requests_waiting") == {"instance-0": 0}
+    assert _scrape(idle, "vllm:kv_cache_usage_perc") == {"instance-0": 0}
+    assert _scrape(idle, "vllm:generation_tokens_total") == {"instance-0": 600}
+    assert _scrape(idle, "vllm:time_to_first_token_seconds_count") == {"instance-0": 3}

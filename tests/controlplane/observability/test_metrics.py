@@ -26,7 +26,21 @@ EXPECTED_FAMILIES = {
     "flotilla_migration_blocks": "counter",
     "flotilla_migration_bytes": "counter",
     "flotilla_migration_downtime_seconds": "histogram",
+    **{  # vLLM V1's names and types, as https://docs.vllm.ai/en/stable/usage/metrics/ lists them
+        "vllm:num_requests_running": "gauge",
+        "vllm:num_requests_waiting": "gauge",
+        "vllm:kv_cache_usage_perc": "gauge",
+        "vllm:gpu_cache_usage_perc": "gauge",
+        "vllm:time_to_first_token_seconds": "histogram",
+        "vllm:inter_token_latency_seconds": "histogram",
+        "vllm:e2e_request_latency_seconds": "histogram",
+        "vllm:prompt_tokens": "counter",
+        "vllm:generation_tokens": "counter",
+        "vllm:prefix_cache_queries": "counter",
+        "vllm:prefix_cache_hits": "counter",
+    },
 }
+VLLM_LABELS = {"model_name", "engine"}  # every vllm: family's, as vLLM V1 labels them
 
 
 def _sample(m: Metrics, name: str, **labels: str) -> float | None:
@@ -38,10 +52,22 @@ def _view(iid: str, running: int, waiting: int, free: int) -> InstanceView:
                         block_size=16, tokens_in_flight=0, queued_prompt_tokens=0)
 
 
-def test_every_metric_declared_once_with_flotilla_prefix():
+def test_every_metric_declared_once_with_flotilla_prefix_or_vllm_s_name():
     m = Metrics()
     families = {f.name: f.type for f in m.registry.collect()}
     assert families == EXPECTED_FAMILIES
+
+
+def test_the_vllm_families_carry_vllm_s_labels():
+    m = Metrics()
+    m.set_instances([_view("a", 1, 0, 50)], "tiny")
+    timer = RequestTimer(m, "tiny", 0.0)
+    timer.tokens(0.5, 1, "a")
+    timer.tokens(0.7, 2, "a")
+    timer.finish(1.0, "stop", prompt_tokens=10, output_tokens=3, cached_tokens=4, instance="a")
+    for family in text_string_to_metric_families(m.render().decode()):
+        if family.name.startswith("vllm:"):
+            assert family.samples and all(set(s.labels) - {"le"} == VLLM_LABELS for s in family.samples), family.name
 
 
 def test_fresh_registries_do_not_collide():
@@ -60,9 +86,10 @@ def test_timer_records_ttft_tpot_e2e_and_counters():
     m = Metrics()
     timer = RequestTimer(m, "tiny", start_s=10.0)
     assert _sample(m, "flotilla_requests_in_flight", model="tiny") == 1
-    timer.first_token(10.5)
-    timer.first_token(10.7)  # ignored
-    timer.finish(12.5, "length", prompt_tokens=7, output_tokens=5)
+    timer.tokens(10.5, 1, "i0")
+    timer.tokens(10.7, 2, "i0")
+    timer.tokens(11.0, 1, "i1")  # resumed elsewhere
+    timer.finish(12.5, "length", prompt_tokens=7, output_tokens=5, cached_tokens=3, instance="i1")
     assert _sample(m, "flotilla_requests_in_flight", model="tiny") == 0
     assert _sample(m, "flotilla_request_ttft_seconds_sum", model="tiny") == pytest.approx(0.5)
     assert _sample(m, "flotilla_request_tpot_seconds_sum", model="tiny") == pytest.approx(0.5)  # 2.0 / 4
@@ -71,13 +98,23 @@ def test_timer_records_ttft_tpot_e2e_and_counters():
     assert _sample(m, "flotilla_requests_total", model="tiny", finish_reason="length") == 1
     assert _sample(m, "flotilla_prompt_tokens_total", model="tiny") == 7
     assert _sample(m, "flotilla_generation_tokens_total", model="tiny") == 5
+    v = {"model_name": "tiny", "engine": "i1"}
+    assert _sample(m, "vllm:time_to_first_token_seconds_sum", **v) == pytest.approx(0.5)
+    assert _sample(m, "vllm:e2e_request_latency_seconds_sum", **v) == pytest.approx(2.5)
+    assert _sample(m, "vllm:prompt_tokens_total", **v) == 7
+    assert _sample(m, "vllm:generation_tokens_total", **v) == 5
+    assert (_sample(m, "vllm:prefix_cache_queries_total", **v), _sample(m, "vllm:prefix_cache_hits_total", **v)) == (7, 3)
+    # inter-token gaps: two of 0.1 s from i0's second chunk, one of 0.3 s from i1's
+    assert _sample(m, "vllm:inter_token_latency_seconds_count", model_name="tiny", engine="i0") == 2
+    assert _sample(m, "vllm:inter_token_latency_seconds_sum", model_name="tiny", engine="i0") == pytest.approx(0.2)
+    assert _sample(m, "vllm:inter_token_latency_seconds_sum", **v) == pytest.approx(0.3)
 
 
 def test_single_token_has_no_tpot():
     m = Metrics()
     timer = RequestTimer(m, "tiny", 0.0)
-    timer.first_token(0.25)
-    timer.finish(0.25, "stop", prompt_tokens=3, output_tokens=1)
+    timer.tokens(0.25, 1, "i0")
+    timer.finish(0.25, "stop", prompt_tokens=3, output_tokens=1, instance="i0")
     assert _sample(m, "flotilla_request_ttft_seconds_count", model="tiny") == 1
     assert _sample(m, "flotilla_request_tpot_seconds_count", model="tiny") is None
 
@@ -106,12 +143,17 @@ def test_histogram_buckets_span_milliseconds_to_minutes():
 
 def test_set_instances_replaces_gauges():
     m = Metrics()
-    m.set_instances([_view("a", 2, 1, 90), _view("b", 0, 0, 100)])
+    m.set_instances([_view("a", 2, 1, 90), _view("b", 0, 0, 100)], "tiny")
+    assert _sample(m, "vllm:num_requests_running", model_name="tiny", engine="a") == 2
+    assert _sample(m, "vllm:num_requests_waiting", model_name="tiny", engine="a") == 1
+    assert _sample(m, "vllm:kv_cache_usage_perc", model_name="tiny", engine="a") == pytest.approx(0.1)
+    assert _sample(m, "vllm:gpu_cache_usage_perc", model_name="tiny", engine="b") == 0
     assert _sample(m, "flotilla_instance_running_requests", instance="a") == 2
     assert _sample(m, "flotilla_instance_waiting_requests", instance="a") == 1
     assert _sample(m, "flotilla_instance_free_blocks", instance="b") == 100
-    m.set_instances([_view("b", 1, 0, 80)])
+    m.set_instances([_view("b", 1, 0, 80)], "tiny")
     assert _sample(m, "flotilla_instance_free_blocks", instance="a") is None
+    assert _sample(m, "vllm:num_requests_running", model_name="tiny", engine="a") is None
     assert _sample(m, "flotilla_instance_free_blocks", instance="b") == 80
 
 
