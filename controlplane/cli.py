@@ -40,6 +40,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8000)")
     p.add_argument("--runtime", choices=["ray", "local"], help="ray (default) or local (in-process)")
+    p.add_argument("--ray-dashboard", action="store_true", default=None,
+                   help="start Ray's dashboard on 127.0.0.1 (cluster.ray_dashboard; off by default)")
     for flag, key, kind in SERVE_FLAGS:
         p.add_argument(flag, type=kind, metavar="N" if kind is int else "NAME", help=f"sets {key}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -77,7 +79,8 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
         raise ConfigError(f"two models given: {args.model_arg} and --model {args.model}; give one")
     flags: dict[str, object] = {}
     pairs = [("model", "model.name_or_path"), ("instances", "cluster.instances"), ("host", "gateway.host"),
-             ("port", "gateway.port"), ("runtime", "cluster.runtime")]
+             ("port", "gateway.port"), ("runtime", "cluster.runtime"),
+             ("ray_dashboard", "cluster.ray_dashboard")]
     pairs += [(flag[2:].replace("-", "_"), key) for flag, key, _ in SERVE_FLAGS]
     for dest, key in pairs:
         value = getattr(args, dest)

@@ -91,13 +91,15 @@ PluginsSection = _section_of(
 
 
 class ClusterSection(_Section):
-    """How many instances to run and on what runtime (`ray_address` None starts a local Ray).
+    """How many instances to run and on what runtime (`ray_address` None starts a local Ray, with
+    its dashboard on 127.0.0.1 only if `ray_dashboard`).
     `step_trace_dir`: each instance appends a line per engine step to `<dir>/<instance id>.csv`
     (instances/step_trace.py); off by default."""
 
     instances: PositiveInt = 2
     runtime: Literal["ray", "local"] = "ray"
     ray_address: str | None = None
+    ray_dashboard: bool = False
     num_cpus_per_instance: PositiveFloat = 1.0
     step_trace_dir: str | None = None
 

@@ -109,6 +109,7 @@ async def start_cluster(
     return await RayCluster.start(
         specs, num_cpus_per_instance=config.cluster.num_cpus_per_instance, address=config.cluster.ray_address,
         transfer=config.migration, max_in_flight=max_in_flight, on_ready=on_ready,
+        dashboard=config.cluster.ray_dashboard,
     )
 
 

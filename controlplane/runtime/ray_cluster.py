@@ -51,6 +51,17 @@ RESTART_BACKOFF_S = (0.1, 5.0)
 """Between two tries to start a lost actor again: the first wait, doubling up to the second."""
 
 
+def private_local_ray() -> None:
+    """Settings for a Ray this process starts itself, to take effect in `ray.init`:
+    - its workers (the instance actors) run at this process's niceness: Ray would start them at
+      nice +15 (`RAY_worker_niceness`, an increment over the raylet, which inherits ours), and an
+      engine step loop must not yield the CPU to everything else on the machine;
+    - Ray 2.60 turns token authentication on for a new local cluster and logs a warning saying so
+      on the console; authentication stays on, the warning goes."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+
+
 @dataclass
 class _Instance:
     spec: ReplicaSpec
@@ -94,17 +105,21 @@ class RayCluster:
     async def start(
         cls, specs: list[ReplicaSpec], *, num_cpus_per_instance: float = 1.0, address: str | None = None,
         transfer: TransferSettings | None = None, max_in_flight: int = ControllerSettings.max_in_flight,
-        on_ready: Callable[[str], None] | None = None,
+        on_ready: Callable[[str], None] | None = None, dashboard: bool = False,
     ) -> RayCluster:
-        """Start Ray (a local one unless `address`), create and start one actor per spec;
-        `on_ready(instance_id)` is called as each one has started."""
+        """Start Ray (a local one unless `address`, with its dashboard on 127.0.0.1 only if
+        `dashboard`), create and start one actor per spec; `on_ready(instance_id)` is called as
+        each one has started."""
         owns_ray = not ray.is_initialized()
         if owns_ray:
             local_cpus = max(os.cpu_count() or 1, math.ceil(num_cpus_per_instance * len(specs)))
+            if address is None:
+                private_local_ray()
             ray.init(
                 address=address,
                 num_cpus=None if address else local_cpus,
-                include_dashboard=False,
+                include_dashboard=dashboard and address is None,
+                dashboard_host="127.0.0.1",
                 logging_level="WARNING",
                 configure_logging=True,
             )

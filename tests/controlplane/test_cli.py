@@ -100,3 +100,9 @@ def test_configuration_doc_names_each_flag_with_its_key() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     for flag, key, _ in SERVE_FLAGS:
         assert f"| `{flag}` | `{key}` |" in doc
+
+
+def test_ray_dashboard_is_off_unless_asked_for() -> None:
+    assert _config_of(["serve"]).cluster.ray_dashboard is False
+    assert _config_of(["serve", "--ray-dashboard"]) == _config_of(["serve", "--set", "cluster.ray_dashboard=true"])
+    assert _config_of(["serve", "--ray-dashboard"]).cluster.ray_dashboard is True

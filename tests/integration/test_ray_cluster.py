@@ -2,6 +2,7 @@
 aborts that free blocks, and a killed actor failing its streams cleanly."""
 
 import asyncio
+import os
 
 import pytest
 import pytest_asyncio
@@ -67,6 +68,13 @@ async def test_many_concurrent_requests_are_batched_and_all_finish(cluster):
     reqs = [greedy_request(f"c{i}", [5 + i] * (3 + i), 4) for i in range(20)]
     results = await asyncio.gather(*(collect(cluster, f"instance-{i % 2}", r) for i, r in enumerate(reqs)))
     assert all(sum(len(c.token_ids) for c in chunks) == 4 for chunks in results)
+
+
+async def test_instance_actors_run_at_the_drivers_niceness(cluster):
+    # Ray would start its workers at nice +15 (RAY_worker_niceness); a Ray the cluster starts runs them at ours
+    driver = os.getpriority(os.PRIO_PROCESS, 0)
+    for inst in cluster.instances.values():
+        assert await inst.handle.__ray_call__.remote(lambda actor: os.getpriority(os.PRIO_PROCESS, 0)) == driver
 
 
 async def test_invalid_request_is_refused_by_the_instance(cluster):
