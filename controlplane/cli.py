@@ -24,6 +24,7 @@ SERVE_FLAGS: tuple[tuple[str, str, type], ...] = (
     ("--max-num-batched-tokens", "engine.max_num_batched_tokens", int),
     ("--max-model-len", "model.max_model_len", int),
     ("--served-model-name", "model.served_name", str),
+    ("--api-key", "gateway.api_key", str),
 )
 """`flotilla serve`'s flags for the commonest engine settings, named as vLLM's: flag, config key, type."""
 
@@ -43,7 +44,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-dashboard", action="store_true", default=None,
                    help="start Ray's dashboard on 127.0.0.1 (cluster.ray_dashboard; off by default)")
     for flag, key, kind in SERVE_FLAGS:
-        p.add_argument(flag, type=kind, metavar="N" if kind is int else "NAME", help=f"sets {key}")
+        p.add_argument(flag, type=kind, metavar="N" if kind is int else flag[2:].split("-")[-1].upper(), help=f"sets {key}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set engine.block_size=32 (repeatable)")
     p.add_argument("--ask", metavar="TEXT",

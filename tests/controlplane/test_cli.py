@@ -106,3 +106,7 @@ def test_ray_dashboard_is_off_unless_asked_for() -> None:
     assert _config_of(["serve"]).cluster.ray_dashboard is False
     assert _config_of(["serve", "--ray-dashboard"]) == _config_of(["serve", "--set", "cluster.ray_dashboard=true"])
     assert _config_of(["serve", "--ray-dashboard"]).cluster.ray_dashboard is True
+
+
+def test_api_key_flag_is_the_gateway_key() -> None:
+    assert _config_of(["serve", "--api-key", "s3cret"]) == _config_of(["serve", "--set", "gateway.api_key=s3cret"])
