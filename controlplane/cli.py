@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from controlplane.config import load_config, parse_overrides
+from controlplane.runtime.private_ray import prepare_private_ray
 from controlplane.runtime.sim import command as sim_command
 from flotilla import __version__
 from flotilla.errors import ConfigError, FlotillaError
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             config = load_config(args.config, _serve_overrides(args))
+            if config.cluster.runtime == "ray" and config.cluster.ray_address is None:
+                prepare_private_ray(os.environ)  # before Ray is imported
             import uvloop
 
             from controlplane.serve import serve

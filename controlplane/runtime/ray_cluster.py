@@ -51,14 +51,10 @@ RESTART_BACKOFF_S = (0.1, 5.0)
 """Between two tries to start a lost actor again: the first wait, doubling up to the second."""
 
 
-def private_local_ray() -> None:
-    """Settings for a Ray this process starts itself, to take effect in `ray.init`:
-    - its workers (the instance actors) run at this process's niceness: Ray would start them at
-      nice +15 (`RAY_worker_niceness`, an increment over the raylet, which inherits ours), and an
-      engine step loop must not yield the CPU to everything else on the machine;
-    - Ray 2.60 turns token authentication on for a new local cluster and logs a warning saying so
-      on the console; authentication stays on, the warning goes."""
-    os.environ.setdefault("RAY_worker_niceness", "0")
+def quiet_token_warning() -> None:
+    """Ray 2.60 turns token authentication on for a new local cluster and logs a warning saying so
+    on the console; authentication stays on, the warning goes. (The rest of a private Ray's set-up
+    is its environment, `private_ray.prepare_private_ray`, before Ray is imported.)"""
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
@@ -114,7 +110,7 @@ class RayCluster:
         if owns_ray:
             local_cpus = max(os.cpu_count() or 1, math.ceil(num_cpus_per_instance * len(specs)))
             if address is None:
-                private_local_ray()
+                quiet_token_warning()
             ray.init(
                 address=address,
                 num_cpus=None if address else local_cpus,

@@ -71,7 +71,7 @@ async def test_many_concurrent_requests_are_batched_and_all_finish(cluster):
 
 
 async def test_instance_actors_run_at_the_drivers_niceness(cluster):
-    # Ray would start its workers at nice +15 (RAY_worker_niceness); a Ray the cluster starts runs them at ours
+    # Ray would start its workers at nice +15; a private Ray (tests/conftest.py, as flotilla serve's) runs them at ours
     driver = os.getpriority(os.PRIO_PROCESS, 0)
     for inst in cluster.instances.values():
         assert await inst.handle.__ray_call__.remote(lambda actor: os.getpriority(os.PRIO_PROCESS, 0)) == driver

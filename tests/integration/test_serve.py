@@ -1,12 +1,14 @@
 """`flotilla serve` end to end: a real subprocess on a local Ray cluster, driven by the official
 `openai` client and raw HTTP, plus its one-line failures."""
 
+import ipaddress
 import re
 import subprocess
 import sys
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from tests.integration.serve_process import ROOT, ServeProcess
@@ -81,6 +83,22 @@ def test_malformed_json(server):
     r = httpx.post(f"{server.base_url}/v1/chat/completions", content=b"{not json",
                    headers={"content-type": "application/json"}, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def _loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return (mapped or address).is_loopback
+
+
+def test_everything_it_started_listens_on_loopback_only(server):
+    """The gateway, and its private Ray (GCS, raylet, workers, agents): nothing reachable from
+    another host."""
+    procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+    listening = {(p.name(), c.laddr.ip, c.laddr.port) for p in procs for c in p.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert len({name for name, _, _ in listening}) >= 3  # the gateway, gcs_server, raylet at least
+    assert all(_loopback(ip) for _, ip, _ in listening), sorted(listening)
 
 
 def test_health_and_metrics(server):
