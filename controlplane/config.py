@@ -108,12 +108,14 @@ class _GatewayListen(_Section):
     """Where the OpenAI-compatible gateway listens (port 0 picks a free port), its profile, and its
     API key. `api_key`: the bearer token every `/v1/*` call, `/tokenize` and `/detokenize` must carry
     (vLLM's `--api-key`); when it is null, the environment variable FLOTILLA_API_KEY's; with
-    neither, those routes are open (`api_key_value`)."""
+    neither, those routes are open (`api_key_value`). `access_log`: a line per HTTP request on
+    stderr (uvicorn's access log, as vLLM's server writes it); off by default."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     default_profile: str = "default"
     api_key: SecretStr | None = None
+    access_log: bool = False
 
     @field_validator("api_key")
     @classmethod

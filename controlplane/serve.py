@@ -120,6 +120,13 @@ def build_controller(config: FlotillaConfig, cluster: RayCluster | LocalCluster)
     return Controller(cluster, policy, interval_s=c.interval_s)
 
 
+def server_config(app: object, config: FlotillaConfig) -> uvicorn.Config:
+    """uvicorn's settings for `app`: warnings only, or with `gateway.access_log` a line per request
+    (uvicorn writes access lines at INFO)."""
+    access_log = config.gateway.access_log
+    return uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log)
+
+
 def bind(host: str, port: int) -> socket.socket:
     """Bind the listening socket up front so a busy port is a one-line error, not a traceback."""
     try:
@@ -166,7 +173,7 @@ async def serve(config: FlotillaConfig, ask: str | None = None) -> None:
         settings=config.gateway_settings(), admin_token=admin_token,
         api_key=config.gateway.api_key_value(os.environ),
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(server_config(app, config))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     ticking = asyncio.create_task(controller.run())
     try:

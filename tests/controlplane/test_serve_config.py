@@ -1,12 +1,19 @@
 """How `flotilla serve` turns the config tree into engine settings."""
 
+import asyncio
+import socket
+
+import httpx
 import pytest
+import uvicorn
 
 from controlplane.config import load_config
 from controlplane.observability.metrics import Metrics, RequestTimer
-from controlplane.serve import admin_access, engine_config, shutdown_summary
+from controlplane.serve import admin_access, engine_config, server_config, shutdown_summary
 from flotilla.errors import ConfigError
 from instances.models.loader import tiny_config
+from tests.controlplane.api.conftest import make_app
+from tests.controlplane.api.fakes import ScriptedCluster
 
 
 def test_engine_settings_come_from_the_engine_section():
@@ -59,3 +66,20 @@ def test_shutdown_summary_counts_finished_requests_and_those_in_flight():
     RequestTimer(metrics, "other", 0.0).finish(1.0, "stop", 3, 4)
     RequestTimer(metrics, "m", 0.0)  # still running
     assert shutdown_summary(metrics) == "served 4 requests (length 2, stop 2); 1 in flight aborted"
+
+
+@pytest.mark.parametrize("on", [False, True])
+async def test_the_access_log_writes_a_line_per_request_when_asked(on, capfd):
+    config = server_config(make_app(ScriptedCluster(), Metrics()), load_config(overrides={"gateway.access_log": on}))
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))  # its handlers write to stdout/stderr
+    while not server.started:
+        await asyncio.sleep(0.01)
+    async with httpx.AsyncClient() as http:
+        assert (await http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/health")).status_code == 200
+    server.should_exit = True
+    await serving
+    out, err = capfd.readouterr()
+    lines = [line for line in (out + err).splitlines() if '"GET /health HTTP/1.1" 200' in line]
+    assert len(lines) == (1 if on else 0), out + err
