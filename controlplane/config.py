@@ -109,7 +109,7 @@ class _GatewayListen(_Section):
     API key. `api_key`: the bearer token every `/v1/*` call, `/tokenize` and `/detokenize` must carry
     (vLLM's `--api-key`); when it is null, the environment variable FLOTILLA_API_KEY's; with
     neither, those routes are open (`api_key_value`). `access_log`: a line per HTTP request on
-    stderr (uvicorn's access log, as vLLM's server writes it); off by default."""
+    stdout (uvicorn's access log, as vLLM's server writes it); off by default."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
