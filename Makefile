@@ -1,7 +1,8 @@
 # The two commands the README opens with:
 #   make serve   install, start a local cluster serving SmolLM2-135M-Instruct, ask it one question, keep serving
 #   make test    install what the tests need (Redis and etcd servers, test dependencies), check the import
-#                contracts (pyproject.toml), run the whole suite
+#                contracts (pyproject.toml), run the whole suite (test files spread over up to 4 worker
+#                processes, each file's module fixtures in one of them)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -35,7 +36,7 @@ services:
 
 test: $(DEPS) services
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q -ra --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --durations=15 -n auto --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 # Benchmarks (figures and commands in docs/benchmarks.md)
 bench-engine: $(DEPS)
