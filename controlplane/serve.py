@@ -120,11 +120,16 @@ def build_controller(config: FlotillaConfig, cluster: RayCluster | LocalCluster)
     return Controller(cluster, policy, interval_s=c.interval_s)
 
 
+GRACEFUL_SHUTDOWN_S = 10
+"""On Ctrl-C, open requests get this long to finish before their connections are closed."""
+
+
 def server_config(app: object, config: FlotillaConfig) -> uvicorn.Config:
     """uvicorn's settings for `app`: warnings only, or with `gateway.access_log` a line per request
-    (uvicorn writes access lines at INFO)."""
+    (uvicorn writes access lines at INFO); a shutdown waits `GRACEFUL_SHUTDOWN_S` at most."""
     access_log = config.gateway.access_log
-    return uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log)
+    return uvicorn.Config(app, log_level="info" if access_log else "warning", access_log=access_log,
+                          timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
 def bind(host: str, port: int) -> socket.socket:
