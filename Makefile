@@ -25,7 +25,7 @@ $(DEPS): pyproject.toml
 	@touch $@
 
 serve: $(DEPS)
-	$(VENV)/bin/flotilla serve --model smollm2-135m --ask "What is the capital of France?"
+	$(VENV)/bin/flotilla serve smollm2-135m --ask "What is the capital of France?"
 
 services:
 	@if ! command -v redis-server >/dev/null || ! command -v etcd >/dev/null; then \

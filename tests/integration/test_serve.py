@@ -134,7 +134,7 @@ def test_busy_port_is_one_line(server):
 
 @pytest.mark.slow
 def test_smollm2_answers_paris():
-    proc = ServeProcess("--model", "smollm2-135m", "--instances", "2", "--ask", "What is the capital of France?")
+    proc = ServeProcess("smollm2-135m", "--instances", "2", "--ask", "What is the capital of France?")
     proc.start()
     try:
         answer = proc.proc.stdout.readline()
