@@ -45,6 +45,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", choices=["ray", "local"], help="ray (default) or local (in-process)")
     p.add_argument("--ray-dashboard", action="store_true", default=None,
                    help="start Ray's dashboard on 127.0.0.1 (cluster.ray_dashboard; off by default)")
+    p.add_argument("--ray-address", metavar="ADDRESS",
+                   help="join this Ray cluster instead of starting a private one (cluster.ray_address)")
+    p.add_argument("--access-log", action="store_true", default=None,
+                   help="a line per HTTP request on stdout (gateway.access_log)")
     for flag, key, kind in SERVE_FLAGS:
         p.add_argument(flag, type=kind, metavar="N" if kind is int else flag[2:].split("-")[-1].upper(), help=f"sets {key}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -83,7 +87,8 @@ def _serve_overrides(args: argparse.Namespace) -> dict[str, object]:
     flags: dict[str, object] = {}
     pairs = [("model", "model.name_or_path"), ("instances", "cluster.instances"), ("host", "gateway.host"),
              ("port", "gateway.port"), ("runtime", "cluster.runtime"),
-             ("ray_dashboard", "cluster.ray_dashboard")]
+             ("ray_dashboard", "cluster.ray_dashboard"), ("ray_address", "cluster.ray_address"),
+             ("access_log", "gateway.access_log")]
     pairs += [(flag[2:].replace("-", "_"), key) for flag, key, _ in SERVE_FLAGS]
     for dest, key in pairs:
         value = getattr(args, dest)

@@ -110,3 +110,10 @@ def test_ray_dashboard_is_off_unless_asked_for() -> None:
 
 def test_api_key_flag_is_the_gateway_key() -> None:
     assert _config_of(["serve", "--api-key", "s3cret"]) == _config_of(["serve", "--set", "gateway.api_key=s3cret"])
+
+
+def test_ray_address_and_access_log_flags_are_their_config_keys() -> None:
+    assert _config_of(["serve", "--ray-address", "10.0.0.5:6379"]) == \
+        _config_of(["serve", "--set", "cluster.ray_address=10.0.0.5:6379"])
+    assert _config_of(["serve", "--access-log"]).gateway.access_log is True
+    assert _config_of(["serve"]).gateway.access_log is False
