@@ -104,6 +104,25 @@ class ClusterSection(_Section):
     step_trace_dir: str | None = None
 
 
+def _checked_secret(secret: SecretStr | None, kind: str) -> SecretStr | None:
+    """`secret` if it can travel in an HTTP header (`valid_admin_token`); else a validation error."""
+    if secret is not None and not valid_admin_token(secret.get_secret_value()):
+        raise PydanticCustomError("secret", "{kind} is visible ASCII characters, no spaces", {"kind": kind})
+    return secret
+
+
+def _secret_value(secret: SecretStr | None, environ: Mapping[str, str], env: str, kind: str,
+                  unset: str) -> str | None:
+    """`secret`, else `environ[env]`, else None. ConfigError when the variable is set but not valid."""
+    if secret is not None:
+        return secret.get_secret_value()
+    value = environ.get(env)
+    if value is not None and not valid_admin_token(value):
+        raise ConfigError(f"config error in the environment: {env}: {kind} is visible ASCII characters, "
+                          f"no spaces (unset the variable to {unset})")
+    return value
+
+
 class _GatewayListen(_Section):
     """Where the OpenAI-compatible gateway listens (port 0 picks a free port), its profile, and its
     API key. `api_key`: the bearer token every `/v1/*` call, `/tokenize` and `/detokenize` must carry
@@ -117,25 +136,12 @@ class _GatewayListen(_Section):
     api_key: SecretStr | None = None
     access_log: bool = False
 
-    @field_validator("api_key")
-    @classmethod
-    def _api_key_shape(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None and not valid_admin_token(key.get_secret_value()):
-            raise PydanticCustomError("api_key", "an API key is visible ASCII characters, no spaces")
-        return key
+    _api_key_shape = field_validator("api_key")(lambda key: _checked_secret(key, "an API key"))
 
     def api_key_value(self, environ: Mapping[str, str]) -> str | None:
         """`api_key`, else `environ`'s FLOTILLA_API_KEY, else None (no key needed).
         Raises ConfigError when the variable is set but not a valid key (empty, say)."""
-        if self.api_key is not None:
-            return self.api_key.get_secret_value()
-        key = environ.get(API_KEY_ENV)
-        if key is not None and not valid_admin_token(key):
-            raise ConfigError(
-                f"config error in the environment: {API_KEY_ENV}: an API key is visible ASCII characters, "
-                "no spaces (unset the variable to serve without an API key)"
-            )
-        return key
+        return _secret_value(self.api_key, environ, API_KEY_ENV, "an API key", "serve without an API key")
 
 
 GatewaySection = _section_of(GatewaySettings, "GatewaySection", base=_GatewayListen)
@@ -150,25 +156,13 @@ class AdminSection(_Section):
 
     token: SecretStr | None = None
 
-    @field_validator("token")
-    @classmethod
-    def _token_shape(cls, token: SecretStr | None) -> SecretStr | None:
-        if token is not None and not valid_admin_token(token.get_secret_value()):
-            raise PydanticCustomError("admin_token", "a token is visible ASCII characters, no spaces")
-        return token
+    _token_shape = field_validator("token")(lambda token: _checked_secret(token, "a token"))
 
     def admin_token(self, environ: Mapping[str, str]) -> str | None:
         """`token`, else `environ`'s FLOTILLA_ADMIN_TOKEN, else None (loopback clients only).
         Raises ConfigError when the variable is set but not a valid token (empty, say)."""
-        if self.token is not None:
-            return self.token.get_secret_value()
-        token = environ.get(ADMIN_TOKEN_ENV)
-        if token is not None and not valid_admin_token(token):
-            raise ConfigError(
-                f"config error in the environment: {ADMIN_TOKEN_ENV}: a token is visible ASCII characters, "
-                "no spaces (unset the variable to serve the admin API to loopback clients only)"
-            )
-        return token
+        return _secret_value(self.token, environ, ADMIN_TOKEN_ENV, "a token",
+                             "serve the admin API to loopback clients only")
 
 
 class SchedulingSection(_Section):
