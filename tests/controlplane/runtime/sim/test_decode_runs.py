@@ -9,7 +9,10 @@ from dataclasses import fields, replace
 
 import pytest
 
-from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
+from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.loop import Simulation
+from controlplane.runtime.sim.results import results
+from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.runtime.sim.host import WorkClock
 from controlplane.runtime.sim.views import DecodeRunView
 from controlplane.scheduling.policies import policy_profile

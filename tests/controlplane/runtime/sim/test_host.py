@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
+from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.loop import Simulation
+from controlplane.runtime.sim.results import results
+from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.runtime.sim.host import HostModel, WorkClock
 from controlplane.workload import TraceRequest
 from tests.controlplane.runtime.sim.test_simulation import (

@@ -7,7 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
+from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.loop import Simulation
+from controlplane.runtime.sim.results import results
+from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.runtime.sim.migration import MigrationModel
 from controlplane.scheduling.llumnix_migration import LlumnixMigrationPolicy
 from controlplane.scheduling.migration import MigrationOrder

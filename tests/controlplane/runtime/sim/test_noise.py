@@ -8,7 +8,10 @@ import random
 
 import pytest
 
-from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
+from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.loop import Simulation
+from controlplane.runtime.sim.results import results
+from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.runtime.sim.host import HostModel
 from controlplane.runtime.sim.noise import IDLE_GAP_S, NoisePlayer, StepNoise
 from controlplane.workload import TraceRequest

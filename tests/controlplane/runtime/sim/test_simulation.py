@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from controlplane.observability.serving_metrics import SLO
-from controlplane.runtime.sim import SimConfig, Simulation, SimWorkload, results
+from controlplane.runtime.sim.config import SimConfig
+from controlplane.runtime.sim.loop import Simulation
+from controlplane.runtime.sim.results import results
+from controlplane.runtime.sim.workload import SimWorkload
 from controlplane.scheduling.registry import ProfileConfig
 from controlplane.workload import TraceRequest, WorkloadSpec, build_workload
 from instances.engine.config import EngineConfig
