@@ -78,10 +78,13 @@ def _argv(command: str) -> list[str]:
 
 
 def _target(argv: list[str]) -> tuple[str, str] | None:
-    """("module", name) for `.venv/bin/python -m name`, ("flotilla", sub) for `.venv/bin/flotilla sub`."""
+    """("module", name) for `.venv/bin/python -m name`, ("flotilla", sub) for `.venv/bin/flotilla sub`
+    (`sub` is "sim sweep" for the sweep)."""
     if argv[:2] == [".venv/bin/python", "-m"]:
         return "module", argv[2]
     if argv[0] == ".venv/bin/flotilla" and len(argv) > 1 and not argv[1].startswith("-"):
+        if argv[1:3] == ["sim", "sweep"]:
+            return "flotilla", "sim sweep"
         return "flotilla", argv[1]
     return None
 
@@ -111,7 +114,7 @@ def _helps() -> dict[tuple[str, str], str]:
         "            sys.argv = [name, '--help']\n"
         "            runpy.run_module(name, run_name='__main__')\n"
         "        else:\n"
-        "            main([name, '--help'])\n"
+        "            main([*name.split(), '--help'])\n"
         "    out[kind + ' ' + name] = buf.getvalue()\n"
         "print(json.dumps(out))\n"
     )

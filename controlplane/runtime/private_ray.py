@@ -21,9 +21,9 @@ PRIVATE_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_worker_nicenes
 
 
 def prepare_private_ray(environ: MutableMapping[str, str]) -> None:
-    """Set `PRIVATE_RAY_ENV` in `environ` where unset. RuntimeError once Ray is imported (too late
-    for the loopback-only part)."""
-    if "ray" in sys.modules:
+    """Set `PRIVATE_RAY_ENV` in `environ` where unset. RuntimeError when Ray was imported before an
+    unprepared environment (too late for the loopback-only part)."""
+    if "ray" in sys.modules and any(key not in environ for key in PRIVATE_RAY_ENV):
         raise RuntimeError("prepare_private_ray must run before Ray is imported")
     for key, value in PRIVATE_RAY_ENV.items():
         environ.setdefault(key, value)
