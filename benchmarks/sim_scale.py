@@ -2,6 +2,12 @@
 
     python -m benchmarks.sim_scale            # 16/64/256 instances, up to 100,000 requests
     python -m benchmarks.sim_scale --quick    # small points, seconds
+    python -m benchmarks.sim_scale --loads    # 100,000 requests on 256 instances, light to overloaded
+
+`--loads` is the other view, the cost at graded load (`benchmarks/sim_loads.py`): a synthetic
+trace (log-normal lengths, Gamma CV 3 arrivals, round-robin) at half, once and 1.5 times
+`--capacity-rps`, each level's wall and CPU time, steps, events, steps/s and peak memory, measured
+in a fresh process each. Writes results/sim_loads.json.
 
 Workload: the Azure LLM conversation trace at its own lengths, repeated as often as needed
 (`controlplane.workload.cycle`), its arrival times compressed so that every instance gets the same
@@ -94,7 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", default="least-requests")
     parser.add_argument("--out", default="results/sim_scale.json")
     parser.add_argument("--plot", default="docs/img/sim_scale.png")
+    parser.add_argument("--loads", action="store_true", help="the graded-load grid instead (see above)")
+    parser.add_argument("--capacity-rps", type=float, default=267.0,
+                        help="--loads: the saturating rate of 256 instances, req/s (default 267: overloaded "
+                             "is then 400)")
+    parser.add_argument("--loads-out", default="results/sim_loads.json")
     args = parser.parse_args(argv)
+    if args.loads:
+        return run_loads(args)
     grid, (sn, sr) = (QUICK, STEPWISE_QUICK) if args.quick else (FULL, STEPWISE_FULL)
     points, same_point = [], None
     for n, r in grid:
@@ -113,6 +126,26 @@ def main(argv: list[str] | None = None) -> int:
     plot(points, Path(args.plot))
     print(f"results: {out}  plot: {args.plot}")
     return 0 if same else 1
+
+
+def run_loads(args: argparse.Namespace) -> int:
+    """The graded-load grid: 100,000 requests on 256 instances (--quick: 2,000 on 16, a sixteenth of
+    the rate), each level in a fresh process."""
+    from tqdm import tqdm
+
+    from benchmarks import sim_loads
+
+    instances, requests = (16, 2_000) if args.quick else (256, 100_000)
+    capacity = args.capacity_rps * instances / 256
+    trace = sim_loads.write_trace(Path(args.loads_out).with_suffix(".csv"), requests)
+    rows = []
+    for level in tqdm(sim_loads.levels(capacity), desc="load levels", unit="level"):
+        rows.append(sim_loads.measure_apart(trace, level, instances, requests))
+    print(sim_loads.report(rows))
+    out = Path(args.loads_out)
+    out.write_text(json.dumps({"capacity_rps": capacity, "levels": rows}, indent=2) + "\n")
+    print(f"results: {out}")
+    return 0
 
 
 def _without_counts(results: dict[str, object] | None) -> dict[str, object]:
