@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import resource
 import time
+from datetime import datetime, timedelta
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -37,8 +38,9 @@ def write_trace(path: Path, requests: int, seed: int = 0) -> Path:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["TIMESTAMP", "ContextTokens", "GeneratedTokens"])
+        start = datetime(2026, 1, 1)
         for i, (p, o) in enumerate(zip(prompts, outputs)):
-            w.writerow([f"2026-01-01 {i // 3600 % 24:02d}:{i // 60 % 60:02d}:{i % 60:02d}.000000", p, o])
+            w.writerow([(start + timedelta(seconds=i)).isoformat(sep=" ", timespec="microseconds"), p, o])
     return path
 
 

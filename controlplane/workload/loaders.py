@@ -36,6 +36,10 @@ class TraceFormatError(ValueError):
     def __init__(self, path: Path, line: int | None, message: str) -> None:
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {message}")
+        self.path, self.line, self.message = path, line, message
+
+    def __reduce__(self) -> tuple[type[TraceFormatError], tuple[Path, int | None, str]]:
+        return type(self), (self.path, self.line, self.message)  # pickles (to and from worker processes)
 
 
 def load_azure_csv(path: Path) -> Trace:

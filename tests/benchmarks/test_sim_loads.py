@@ -27,3 +27,10 @@ def test_a_level_is_measured_in_its_own_process(tmp_path):
     assert row["peak_rss_mb"] > 50
     assert [lv.rate for lv in sim_loads.levels(100.0)] == [50.0, 100.0, 150.0]
     assert "overloaded" in sim_loads.report([row])
+
+
+def test_a_trace_longer_than_a_day_of_seconds_loads(tmp_path):
+    from controlplane.workload.loaders import load_azure_csv
+
+    trace = load_azure_csv(sim_loads.write_trace(tmp_path / "t.csv", 100_000))
+    assert len(trace.requests) == 100_000 and trace.requests[-1].arrival_s == 99_999.0

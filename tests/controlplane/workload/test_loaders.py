@@ -158,3 +158,13 @@ def test_default_data_dir_is_the_shared_directory_next_to_the_repo() -> None:
     else:
         with pytest.raises(FileNotFoundError, match=re.escape(str(expected))):
             resolve_trace("azure-conv")
+
+
+def test_a_trace_format_error_pickles_with_its_fields(tmp_path):
+    import pickle
+
+    from controlplane.workload.loaders import TraceFormatError
+
+    err = TraceFormatError(tmp_path / "t.csv", 7, "bad TIMESTAMP 'x'")
+    back = pickle.loads(pickle.dumps(err))
+    assert (type(back), str(back), back.line, back.message) == (TraceFormatError, str(err), 7, "bad TIMESTAMP 'x'")
