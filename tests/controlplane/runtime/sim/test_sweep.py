@@ -22,7 +22,7 @@ BASE = Experiment(WorkloadSpec(trace="sharegpt", num_requests=120, arrival="gamm
 def test_a_sweep_runs_every_point_on_ray_as_it_would_run_alone(tmp_path):
     points = grid(["round-robin", "least-requests", "infaas"], [4.0, 8.0, 12.0, 16.0], [0, 1])
     rows, workers = run_sweep(BASE, points, tmp_path, show_progress=False)
-    assert workers == min(2, os.cpu_count() or 1)  # both cores
+    assert workers >= min(2, os.cpu_count() or 1)  # every core (both, here)
     for point, row in zip(points, rows):
         alone = run_experiment(point.experiment(BASE)).results
         assert json.loads((tmp_path / f"{point.name}.json").read_text()) == json.loads(json.dumps(alone))
