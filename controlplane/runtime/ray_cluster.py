@@ -260,6 +260,10 @@ class RayCluster:
         while True:
             try:
                 stats = await inst.handle.start.remote()
+                if lost:  # an actor that was only unreachable may still run them
+                    await inst.handle.abort.remote(lost)
+                if draining:  # an operator's drain outlives the restart
+                    stats = await inst.handle.set_draining.remote(True)
                 break
             except ActorDiedError as e:  # Ray will not restart it
                 log.warning("instance %s is gone for good (%s); creating it anew", iid, e)
@@ -269,13 +273,5 @@ class RayCluster:
                 log.info("instance %s does not answer yet (%s); next try in %.1f s", iid, type(e).__name__, wait)
                 await asyncio.sleep(wait)
                 wait = min(2 * wait, RESTART_BACKOFF_S[1])
-        try:
-            if lost:  # an actor that was only unreachable may still run them
-                await inst.handle.abort.remote(lost)
-            if draining:  # an operator's drain outlives the restart
-                stats = await inst.handle.set_draining.remote(True)
-        except RayActorError as e:
-            await self._recover(inst, e)
-            return
         inst.stats = stats
         log.warning("instance %s serves again", iid)
