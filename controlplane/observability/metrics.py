@@ -9,7 +9,7 @@ events, passed in by the caller (no clock is read here), into TTFT, TPOT and E2E
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -227,6 +227,7 @@ class RequestTimer:
         self._start_s = start_s
         self._first_token_s: float | None = None
         self._last_token_s = start_s
+        self._itl: tuple[str, Any] | None = None  # the instance and its inter-token histogram child
         self._finished = False
         metrics.requests_in_flight.labels(model=model).inc()
 
@@ -237,7 +238,10 @@ class RequestTimer:
             self._first_token_s = now_s
             n -= 1
         if n > 0:
-            itl = self._metrics.vllm.inter_token_latency_seconds.labels(model_name=self._model, engine=instance)
+            if self._itl is None or self._itl[0] != instance:  # one label lookup per instance, not per chunk
+                self._itl = (instance, self._metrics.vllm.inter_token_latency_seconds.labels(
+                    model_name=self._model, engine=instance))
+            itl = self._itl[1]
             gap = (now_s - self._last_token_s) / n
             for _ in range(n):
                 itl.observe(gap)
